@@ -1,0 +1,38 @@
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import anyio
+from fastapi import FastAPI, HTTPException, Path, status
+from pydantic import BaseModel, Field
+
+NOTES_DIR = anyio.Path("notes")
+# An allow-list, not a deny-list: no dots, no slashes, nothing to traverse with.
+NoteName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]  # (1)!
+
+
+class Note(BaseModel):
+    content: str = Field(max_length=10_000)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    await NOTES_DIR.mkdir(parents=True, exist_ok=True)
+    yield
+
+
+app = FastAPI(title="Async file I/O", lifespan=lifespan)
+
+
+@app.get("/notes/{name}")
+async def read_note(name: NoteName) -> Note:
+    try:
+        content = await (NOTES_DIR / f"{name}.txt").read_text("utf-8")  # (2)!
+    except FileNotFoundError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Note not found") from None
+    return Note(content=content)
+
+
+@app.put("/notes/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def write_note(name: NoteName, note: Note) -> None:
+    await (NOTES_DIR / f"{name}.txt").write_text(note.content, "utf-8")

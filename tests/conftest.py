@@ -1,0 +1,68 @@
+"""Fixtures shared by every test; the helpers themselves live in tests/harness.py."""
+
+import os
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from starlette.types import ASGIApp
+
+from tests.harness import client_for, running
+
+SERVICES = {"postgres": "DATABASE_URL", "redis": "REDIS_URL"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-services",
+        default=os.environ.get("REQUIRE_SERVICES", ""),
+        help="comma-separated services (postgres,redis) whose tests must run, not skip",
+    )
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def app() -> ASGIApp:
+    """Each test module overrides this with its snippet's app, delays shrunk."""
+    msg = "define an `app` fixture in the test module"
+    raise NotImplementedError(msg)
+
+
+@pytest.fixture
+async def running_app(app: ASGIApp) -> AsyncIterator[ASGIApp]:
+    """The module's app with its lifespan started, and shut down after the test."""
+    async with running(app) as started:
+        yield started
+
+
+@pytest.fixture
+async def client(running_app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP and WebSocket client for the running app, in process."""
+    async with client_for(running_app) as client:
+        yield client
+
+
+def _service_url(request: pytest.FixtureRequest, service: str) -> str:
+    variable = SERVICES[service]
+    if url := os.environ.get(variable):
+        return url
+    required = request.config.getoption("--require-services").split(",")
+    if service in required:
+        pytest.fail(f"{variable} is not set, but this run requires {service}")
+    pytest.skip(f"set {variable} to run this test against a real {service}")
+
+
+@pytest.fixture(scope="session")
+def database_url(request: pytest.FixtureRequest) -> str:
+    """`DATABASE_URL` (a PostgreSQL URL); the test is skipped when it is unset."""
+    return _service_url(request, "postgres")
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """`REDIS_URL`; the test is skipped when it is unset."""
+    return _service_url(request, "redis")

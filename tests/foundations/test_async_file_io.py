@@ -1,0 +1,81 @@
+import anyio
+import pytest
+
+from docs_src.foundations import async_file_io as snippet
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def app(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    monkeypatch.setattr(snippet, "NOTES_DIR", anyio.Path(tmp_path / "notes"))
+    (tmp_path / "secret.txt").write_text("top secret")
+    return snippet.app
+
+
+# --8<-- [start:round-trip]
+async def test_write_then_read_a_note(client, tmp_path):
+    written = await client.put("/notes/shopping", json={"content": "牛奶, eggs"})
+    response = await client.get("/notes/shopping")
+
+    assert written.status_code == 204
+    assert response.json() == {"content": "牛奶, eggs"}
+    assert (tmp_path / "notes" / "shopping.txt").read_text("utf-8") == "牛奶, eggs"
+
+
+async def test_a_missing_note_is_404(client):
+    response = await client.get("/notes/nothing-here")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Note not found"}
+
+
+# --8<-- [end:round-trip]
+# --8<-- [start:hostile-names]
+HOSTILE = [
+    "..",
+    "%2e%2e",
+    "..%2Fsecret",
+    "%2E%2E%2Fsecret",
+    "..%5Csecret",
+    "%2Ftmp%2Fsecret",
+    "secret.txt",
+    "a" * 65,
+    "%00",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+async def test_hostile_names_never_reach_the_disk(client, tmp_path, name):
+    read = await client.get(f"/notes/{name}")
+    written = await client.put(f"/notes/{name}", json={"content": "pwned"})
+
+    assert read.status_code in {404, 422}
+    assert written.status_code in {404, 422}
+    assert "top secret" not in read.text
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["notes", "secret.txt"]
+
+
+# --8<-- [end:hostile-names]
+async def test_a_rejected_name_says_why(client):
+    response = await client.get("/notes/secret.txt")
+
+    assert response.status_code == 422
+    error = response.json()["detail"][0]
+    assert error["loc"] == ["path", "name"]
+    assert error["type"] == "string_pattern_mismatch"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"content": "x" * 10_001}, {"content": 42}, {}, None],
+)
+async def test_invalid_bodies_are_422_and_write_nothing(client, tmp_path, body):
+    response = await client.put("/notes/n", json=body)
+
+    assert response.status_code == 422
+    assert not (tmp_path / "notes" / "n.txt").exists()
+
+
+async def test_the_lifespan_creates_the_folder(client, tmp_path):
+    assert (tmp_path / "notes").is_dir()

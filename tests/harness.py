@@ -1,0 +1,317 @@
+"""In-process test helpers for FastAPI apps.
+
+Every test on this site talks to its app in the same process and on the same event
+loop: no server, no port, no network. Three helpers cover what a FastAPI app speaks:
+
+* [`app_client`][tests.harness.app_client]: an `httpx.AsyncClient` for HTTP **and**
+  WebSockets, with the app's lifespan running (plain `httpx.ASGITransport` skips it).
+* [`open_stream`][tests.harness.open_stream]: a streaming request that can read the
+  first chunks or Server-Sent Events of an endless response and then leave, the way a
+  browser tab closes (`ASGITransport` buffers the whole body, so it never returns).
+* [`timed`][tests.harness.timed], [`run_concurrently`][tests.harness.run_concurrently]
+  and [`latency_under_load`][tests.harness.latency_under_load]: the measurements
+  behind every "these run at once" and "the loop stays free" claim on the site.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+from anyio.streams.memory import MemoryObjectReceiveStream
+from asgi_lifespan import LifespanManager
+from httpx_ws import AsyncWebSocketSession, aconnect_ws
+from httpx_ws.transport import ASGIWebSocketTransport
+from starlette.types import ASGIApp, Message
+
+T = TypeVar("T")
+
+BASE_URL = "http://test"
+
+
+@asynccontextmanager
+async def running(app: ASGIApp) -> AsyncIterator[ASGIApp]:
+    """Run the app's lifespan around the block.
+
+    Yields the app wrapped so that every request sees the lifespan state
+    (`request.state`). Startup errors are raised here; shutdown runs on exit, even
+    when the block fails.
+    """
+    async with LifespanManager(app) as manager:
+        yield manager.app
+
+
+def client_for(app: ASGIApp) -> httpx.AsyncClient:
+    """A client for an app already started by [`running`][tests.harness.running].
+
+    The transport speaks HTTP and WebSocket, so the same client serves both.
+    """
+    return httpx.AsyncClient(transport=ASGIWebSocketTransport(app), base_url=BASE_URL)
+
+
+@asynccontextmanager
+async def app_client(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
+    """Start the app's lifespan, yield a client bound to it, shut it down on exit.
+
+    Example:
+        ```python
+        async with app_client(app) as client:
+            response = await client.get("/ping")
+        ```
+    """
+    async with running(app) as started, client_for(started) as client:
+        yield client
+
+
+def connect_websocket(
+    client: httpx.AsyncClient, path: str, **kwargs: Any
+) -> AbstractAsyncContextManager[AsyncWebSocketSession]:
+    """Open a WebSocket to `path` through a client bound to a running app.
+
+    A close before `accept()` raises `httpx_ws.WebSocketDisconnect`, whose `code` and
+    `reason` tests can assert (for example 1008 for a rejected token).
+    """
+    return aconnect_ws(path, client, **kwargs)
+
+
+async def timed(awaitable: Awaitable[T]) -> tuple[T, float]:
+    """Await `awaitable` and return its result with the seconds it took."""
+    start = time.perf_counter()
+    result = await awaitable
+    return result, time.perf_counter() - start
+
+
+async def run_concurrently(
+    count: int, make_call: Callable[[], Awaitable[T]]
+) -> tuple[list[T], float]:
+    """Start `count` calls at once; return their results in order and the wall time.
+
+    Example:
+        ```python
+        responses, seconds = await run_concurrently(10, lambda: client.get("/sync"))
+        ```
+    """
+    return await timed(asyncio.gather(*(make_call() for _ in range(count))))
+
+
+async def latency_under_load(
+    load: Callable[[], Awaitable[Any]],
+    count: int,
+    probe: Callable[[], Awaitable[T]],
+    *,
+    after: float,
+) -> tuple[T, float]:
+    """Start `count` load calls, then one probe call `after` seconds later.
+
+    Returns the probe's result and its latency, counted from the moment it was due:
+    on a blocked event loop even the probe's own timer fires late, and a real client
+    that sent its request at that moment would have waited just as long. A fast
+    answer while the load runs proves the event loop was free.
+    """
+    due = time.perf_counter() + after
+
+    async def probe_later() -> tuple[T, float]:
+        await asyncio.sleep(after)
+        result = await probe()
+        return result, time.perf_counter() - due
+
+    *_, probed = await asyncio.gather(*(load() for _ in range(count)), probe_later())
+    return probed
+
+
+@dataclass
+class ServerSentEvent:
+    """One event as an `EventSource` in a browser would see it.
+
+    A block that holds only comment lines (a keep-alive `: ping`) is kept too, with
+    `comment` set, so tests can count heartbeats.
+    """
+
+    data: str = ""
+    event: str | None = None
+    id: str | None = None
+    retry: int | None = None
+    comment: str | None = None
+
+
+@dataclass
+class StreamedResponse:
+    """The head of a streamed response, and readers for its body."""
+
+    status_code: int
+    headers: httpx.Headers
+    _chunks: MemoryObjectReceiveStream[bytes] = field(repr=False)
+    _timeout: float = field(repr=False)
+    _buffer: bytes = field(default=b"", repr=False)
+
+    async def _next_chunk(self) -> bytes | None:
+        try:
+            with anyio.fail_after(self._timeout):
+                return await self._chunks.receive()
+        except anyio.EndOfStream:
+            return None
+        except TimeoutError:
+            msg = f"no data from the app within {self._timeout} s"
+            raise AssertionError(msg) from None
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """Yield body chunks as the app sends them, until the app ends the body."""
+        if self._buffer:
+            chunk, self._buffer = self._buffer, b""
+            yield chunk
+        while (chunk := await self._next_chunk()) is not None:
+            yield chunk
+
+    async def aiter_lines(self) -> AsyncIterator[str]:
+        """Yield decoded lines (without their line ending) as they complete."""
+        while True:
+            line, sep, rest = self._buffer.partition(b"\n")
+            if sep:
+                self._buffer = rest
+                yield line.removesuffix(b"\r").decode()
+                continue
+            chunk = await self._next_chunk()
+            if chunk is None:
+                if self._buffer:
+                    line, self._buffer = self._buffer, b""
+                    yield line.decode()
+                return
+            self._buffer += chunk
+
+    async def read_events(self, count: int) -> list[ServerSentEvent]:
+        """Read exactly `count` Server-Sent Events (comment-only blocks included)."""
+        events: list[ServerSentEvent] = []
+        current = ServerSentEvent()
+        seen = False
+        data: list[str] = []
+        async for line in self.aiter_lines():
+            if line == "":
+                if seen:
+                    current.data = "\n".join(data)
+                    events.append(current)
+                    if len(events) == count:
+                        return events
+                current, seen, data = ServerSentEvent(), False, []
+                continue
+            seen = True
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "":
+                current.comment = value
+            elif name == "data":
+                data.append(value)
+            elif name == "event":
+                current.event = value
+            elif name == "id":
+                current.id = value
+            elif name == "retry" and value.isdigit():
+                current.retry = int(value)
+        msg = f"the stream ended after {len(events)} of {count} events"
+        raise AssertionError(msg)
+
+
+@asynccontextmanager
+async def open_stream(
+    app: ASGIApp,
+    path: str,
+    *,
+    method: str = "GET",
+    headers: Sequence[tuple[str, str]] = (),
+    timeout: float = 5.0,  # noqa: ASYNC109 (bounds each read and the shutdown)
+) -> AsyncIterator[StreamedResponse]:
+    """Send one request straight to the ASGI app and stream the response.
+
+    Leaving the block disconnects the client for real: the app receives
+    `http.disconnect` (as it would from uvicorn), and the block only exits once the
+    app has finished, so a test can then assert that the generator's cleanup ran.
+    An app that keeps running more than `timeout` seconds after the client left
+    fails the test.
+
+    Pass a running app (see [`running`][tests.harness.running]) when it has a lifespan.
+
+    Example:
+        ```python
+        async with running(app) as started, open_stream(started, "/events") as stream:
+            first, second = await stream.read_events(2)
+        ```
+    """
+    url = httpx.URL(path)
+    scope = {
+        "type": "http",
+        # 2.3, like uvicorn: Starlette then watches for the disconnect while streaming.
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": url.path,
+        "raw_path": url.raw_path.split(b"?")[0],
+        "query_string": url.query,
+        "root_path": "",
+        "headers": [(b"host", b"test")]
+        + [(k.lower().encode(), v.encode()) for k, v in headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("test", 80),
+    }
+    send_chunk, chunks = anyio.create_memory_object_stream[bytes](math.inf)
+    started = anyio.Event()
+    left = anyio.Event()
+    request_sent = False
+    head: dict[str, Any] = {}
+
+    async def receive() -> Message:
+        nonlocal request_sent
+        if not request_sent:
+            request_sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        if left.is_set():
+            return  # like uvicorn: what is sent after the client left goes nowhere
+        if message["type"] == "http.response.start":
+            head["status"] = message["status"]
+            head["headers"] = [(k.decode(), v.decode()) for k, v in message["headers"]]
+            started.set()
+        elif message["type"] == "http.response.body":
+            if body := message.get("body", b""):
+                await send_chunk.send(body)
+            if not message.get("more_body", False):
+                send_chunk.close()
+
+    async def call_app() -> None:
+        try:
+            await app(scope, receive, send)
+        finally:
+            send_chunk.close()
+            started.set()
+
+    task = asyncio.create_task(call_app())
+    try:
+        with anyio.fail_after(timeout):
+            await started.wait()
+        if "status" not in head:
+            await asyncio.wait({task})
+            task.result()  # the app's own error, if it raised before responding
+            msg = "the app finished without starting a response"
+            raise AssertionError(msg)
+        yield StreamedResponse(
+            head["status"], httpx.Headers(head["headers"]), chunks, timeout
+        )
+    finally:
+        left.set()
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        chunks.close()
+        if not done:
+            task.cancel()
+            await asyncio.wait({task})
+            msg = f"the app was still running {timeout} s after the client left"
+            raise AssertionError(msg)
+    task.result()
