@@ -30,11 +30,20 @@ def ensure_environment() -> None:
     if not PYTHON.exists():
         print(f"Creating {VENV.name}/ ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    pip = [
+        str(PYTHON),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]
     # Dependency groups (PEP 735) need pip 25.1 or newer.
     subprocess.run([*pip, "--upgrade", "pip>=25.1"], check=True)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    subprocess.run([*pip, *project["dependencies"], "--group", "dev"], check=True, cwd=ROOT)
+    subprocess.run(
+        [*pip, *project["dependencies"], "--group", "dev"], check=True, cwd=ROOT
+    )
     STAMP.write_text(wanted)
 
 

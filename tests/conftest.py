@@ -66,3 +66,11 @@ def database_url(request: pytest.FixtureRequest) -> str:
 def redis_url(request: pytest.FixtureRequest) -> str:
     """`REDIS_URL`; the test is skipped when it is unset."""
     return _service_url(request, "redis")
+
+
+def pytest_report_header() -> list[str]:
+    """Print the versions this run tests the snippets against."""
+    from importlib.metadata import version
+
+    names = ["fastapi", "starlette", "pydantic", "anyio", "httpx", "uvicorn", "mkdocs"]
+    return ["tested on: " + ", ".join(f"{n} {version(n)}" for n in names)]

@@ -3,13 +3,13 @@
 Every test on this site talks to its app in the same process and on the same event
 loop: no server, no port, no network. Three helpers cover what a FastAPI app speaks:
 
-* [`app_client`][tests.harness.app_client]: an `httpx.AsyncClient` for HTTP **and**
+* `app_client`: an `httpx.AsyncClient` for HTTP **and**
   WebSockets, with the app's lifespan running (plain `httpx.ASGITransport` skips it).
-* [`open_stream`][tests.harness.open_stream]: a streaming request that can read the
+* `open_stream`: a streaming request that can read the
   first chunks or Server-Sent Events of an endless response and then leave, the way a
   browser tab closes (`ASGITransport` buffers the whole body, so it never returns).
-* [`timed`][tests.harness.timed], [`run_concurrently`][tests.harness.run_concurrently]
-  and [`latency_under_load`][tests.harness.latency_under_load]: the measurements
+* `timed`, `run_concurrently`
+  and `latency_under_load`: the measurements
   behind every "these run at once" and "the loop stays free" claim on the site.
 """
 
@@ -49,7 +49,7 @@ async def running(app: ASGIApp) -> AsyncIterator[ASGIApp]:
 
 
 def client_for(app: ASGIApp) -> httpx.AsyncClient:
-    """A client for an app already started by [`running`][tests.harness.running].
+    """A client for an app already started by `running`.
 
     The transport speaks HTTP and WebSocket, so the same client serves both.
     """
@@ -59,6 +59,9 @@ def client_for(app: ASGIApp) -> httpx.AsyncClient:
 @asynccontextmanager
 async def app_client(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
     """Start the app's lifespan, yield a client bound to it, shut it down on exit.
+
+    Args:
+        app: the FastAPI (or any ASGI) app under test.
 
     Example:
         ```python
@@ -82,7 +85,11 @@ def connect_websocket(
 
 
 async def timed(awaitable: Awaitable[T]) -> tuple[T, float]:
-    """Await `awaitable` and return its result with the seconds it took."""
+    """Await `awaitable` and return its result with the seconds it took.
+
+    Args:
+        awaitable: a coroutine or task, for example `client.get("/")`.
+    """
     start = time.perf_counter()
     result = await awaitable
     return result, time.perf_counter() - start
@@ -92,6 +99,14 @@ async def run_concurrently(
     count: int, make_call: Callable[[], Awaitable[T]]
 ) -> tuple[list[T], float]:
     """Start `count` calls at once; return their results in order and the wall time.
+
+    Args:
+        count: how many calls to start together.
+        make_call: makes one call, for example `lambda: client.get("/sync")`.
+
+    Returns:
+        The results in the order the calls were made, and the seconds until the
+            last one finished.
 
     Example:
         ```python
@@ -114,6 +129,15 @@ async def latency_under_load(
     on a blocked event loop even the probe's own timer fires late, and a real client
     that sent its request at that moment would have waited just as long. A fast
     answer while the load runs proves the event loop was free.
+
+    Args:
+        load: makes one call of the load, for example a slow request.
+        count: how many load calls to start together.
+        probe: makes the probe call, for example `lambda: client.get("/ping")`.
+        after: seconds to wait before the probe is due, so the load has started.
+
+    Returns:
+        The probe's result and its latency in seconds.
     """
     due = time.perf_counter() + after
 
@@ -234,7 +258,15 @@ async def open_stream(
     An app that keeps running more than `timeout` seconds after the client left
     fails the test.
 
-    Pass a running app (see [`running`][tests.harness.running]) when it has a lifespan.
+    Pass a running app (see `running`) when it has a lifespan.
+
+    Args:
+        app: the ASGI app, already running if it has a lifespan.
+        path: the path and query string, for example `"/events?room=1"`.
+        method: the HTTP method.
+        headers: request headers, such as `("Last-Event-ID", "41")`.
+        timeout: seconds to wait for each read, for the response to start, and for
+            the app to finish once the client has left.
 
     Example:
         ```python
@@ -311,7 +343,7 @@ async def open_stream(
         chunks.close()
         if not done:
             task.cancel()
-            await asyncio.wait({task})
+            await asyncio.wait({task}, timeout=timeout)
             msg = f"the app was still running {timeout} s after the client left"
             raise AssertionError(msg)
     task.result()

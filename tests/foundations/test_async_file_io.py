@@ -32,31 +32,36 @@ async def test_a_missing_note_is_404(client):
 
 # --8<-- [end:round-trip]
 # --8<-- [start:hostile-names]
-HOSTILE = [
-    "..",
-    "%2e%2e",
-    "..%2Fsecret",
-    "%2E%2E%2Fsecret",
-    "..%5Csecret",
-    "%2Ftmp%2Fsecret",
-    "secret.txt",
-    "a" * 65,
-    "%00",
-]
+HOSTILE = {  # name as sent -> status
+    "%2e%2e": 422,  # decoded to "..": fails the pattern
+    "..%5Csecret": 422,  # a backslash: fails the pattern
+    "secret.txt": 422,  # a dot: fails the pattern
+    "a" * 65: 422,  # too long
+    "%00": 422,  # a NUL byte
+    "..%2Fsecret": 404,  # decoded to "../secret": two segments, no route matches
+    "%2E%2E%2Fsecret": 404,
+    "%2Ftmp%2Fsecret": 404,
+}
 
 
-@pytest.mark.parametrize("name", HOSTILE)
-async def test_hostile_names_never_reach_the_disk(client, tmp_path, name):
+@pytest.mark.parametrize(("name", "status"), HOSTILE.items())
+async def test_hostile_names_never_reach_the_disk(client, tmp_path, name, status):
     read = await client.get(f"/notes/{name}")
     written = await client.put(f"/notes/{name}", json={"content": "pwned"})
 
-    assert read.status_code in {404, 422}
-    assert written.status_code in {404, 422}
+    assert read.status_code == written.status_code == status
     assert "top secret" not in read.text
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["notes", "secret.txt"]
 
 
 # --8<-- [end:hostile-names]
+async def test_a_literal_dot_dot_is_resolved_by_the_client(client):
+    response = await client.get("/notes/..")
+
+    assert response.request.url.path == "/"
+    assert response.status_code == 404
+
+
 async def test_a_rejected_name_says_why(client):
     response = await client.get("/notes/secret.txt")
 

@@ -1,6 +1,8 @@
 import pytest
+from fastapi import FastAPI
 
 from docs_src.foundations import current_user as snippet
+from tests.harness import app_client
 
 pytestmark = pytest.mark.anyio
 ALICE = {"Authorization": "Bearer alice-token"}
@@ -64,3 +66,24 @@ async def test_the_scheme_is_in_openapi_and_no_token_parameter_is(client):
     operation = schema["paths"]["/users/me"]["get"]
     assert operation["security"] == [{"HTTPBearer": []}]
     assert "parameters" not in operation
+
+
+async def test_the_lookup_runs_once_per_request(monkeypatch):
+    lookups = []
+
+    async def counting_find_user(token: str):
+        lookups.append(token)
+        return snippet.SESSIONS.get(token)
+
+    monkeypatch.setattr(snippet, "find_user", counting_find_user)
+    app = FastAPI()
+
+    @app.get("/twice")
+    async def twice(a: snippet.CurrentUser, b: snippet.CurrentUser) -> dict:
+        return {"same": a is b}
+
+    async with app_client(app) as client:
+        response = await client.get("/twice", headers=ALICE)
+
+    assert response.json() == {"same": True}
+    assert lookups == ["alice-token"]
