@@ -16,16 +16,12 @@ def app(monkeypatch: pytest.MonkeyPatch):
     return snippet.app
 
 
-def ping_during(client, path: str, count: int):
-    return latency_under_load(
-        lambda: client.get(path), count, lambda: client.get("/ping"), after=DELAY / 4
-    )
-
-
 # --8<-- [start:blocking]
 async def test_a_blocking_call_serialises_requests_and_stalls_the_loop(client):
     responses, seconds = await run_concurrently(3, lambda: client.get("/blocking"))
-    ping, latency = await ping_during(client, "/blocking", 3)
+    ping, latency = await latency_under_load(
+        lambda: client.get("/blocking"), 3, lambda: client.get("/ping"), after=DELAY / 4
+    )
 
     assert [r.json() for r in responses] == [{"result": "done"}] * 3
     assert seconds > 2.8 * DELAY  # one at a time: 3 x DELAY
@@ -38,7 +34,9 @@ async def test_a_blocking_call_serialises_requests_and_stalls_the_loop(client):
 @pytest.mark.parametrize("path", ["/offloaded", "/executor"])
 async def test_offloaded_calls_run_at_once_and_the_loop_stays_free(client, path):
     responses, seconds = await run_concurrently(4, lambda: client.get(path))
-    ping, latency = await ping_during(client, path, 4)
+    ping, latency = await latency_under_load(
+        lambda: client.get(path), 4, lambda: client.get("/ping"), after=DELAY / 4
+    )
 
     assert [r.json() for r in responses] == [{"result": "done"}] * 4
     assert seconds < 2 * DELAY
