@@ -7,7 +7,7 @@ import httpx
 import pytest
 from starlette.types import ASGIApp
 
-from tests.harness import client_for, running
+from tests.harness import FakeUpstream, client_for, running, serve
 
 SERVICES = {"postgres": "DATABASE_URL", "redis": "REDIS_URL"}
 
@@ -44,6 +44,15 @@ async def client(running_app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP and WebSocket client for the running app, in process."""
     async with client_for(running_app) as client:
         yield client
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    """A fake upstream service on 127.0.0.1; its `url` is set while the test runs."""
+    fake = FakeUpstream()
+    async with serve(fake.app) as url:
+        fake.url = url
+        yield fake
 
 
 def _service_url(request: pytest.FixtureRequest, service: str) -> str:

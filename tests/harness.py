@@ -8,6 +8,8 @@ loop: no server, no port, no network. Three helpers cover what a FastAPI app spe
 * `open_stream`: a streaming request that can read the
   first chunks or Server-Sent Events of an endless response and then leave, the way a
   browser tab closes (`ASGITransport` buffers the whole body, so it never returns).
+* `serve` and `FakeUpstream`: a real server on 127.0.0.1 for the upstream services
+  an app calls, with the latency and failures a test asks for.
 * `timed`, `run_concurrently`
   and `latency_under_load`: the measurements
   behind every "these run at once" and "the loop stays free" claim on the site.
@@ -25,10 +27,15 @@ from typing import Any, TypeVar
 
 import anyio
 import httpx
+import uvicorn
 from anyio.streams.memory import MemoryObjectReceiveStream
 from asgi_lifespan import LifespanManager
 from httpx_ws import AsyncWebSocketSession, aconnect_ws
 from httpx_ws.transport import ASGIWebSocketTransport
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message
 
 T = TypeVar("T")
@@ -82,6 +89,98 @@ def connect_websocket(
     `reason` tests can assert (for example 1008 for a rejected token).
     """
     return aconnect_ws(path, client, **kwargs)
+
+
+@asynccontextmanager
+async def serve(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve `app` with uvicorn on 127.0.0.1 (a free port) and yield its base URL.
+
+    The server runs on the test's own event loop. Use it for the upstream services
+    an app under test calls: its HTTP client then really connects, so connection
+    limits, timeouts and cancellations behave as in production.
+
+    Args:
+        app: the ASGI app to serve.
+    """
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="off", ws="none", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        with anyio.fail_after(5):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.005)
+        host, port = server.servers[0].sockets[0].getsockname()[:2]
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@dataclass
+class Reply:
+    """How the fake upstream answers one path."""
+
+    json: Any = None
+    status: int = 200
+    delay: float = 0.0
+    text: str | None = None
+    content_type: str = "application/json"
+
+
+class FakeUpstream:
+    """A stand-in for an upstream service, with behaviour set per path by the test.
+
+    Every path answers `{"path": ...}` after no delay unless `reply()` says otherwise.
+    It records what a test needs to prove a claim about the caller: how many calls
+    each path got, the most calls it served at once, and which calls the client
+    abandoned (it closed the connection before the answer).
+
+    Example:
+        ```python
+        upstream.reply("/slow", delay=0.2)
+        upstream.reply("/broken", status=502, text="<html>Bad gateway</html>",
+                       content_type="text/html")
+        ```
+    """
+
+    def __init__(self) -> None:
+        self.url = ""  # set by the `upstream` fixture once the server listens
+        self.replies: dict[str, Reply] = {}
+        self.calls: dict[str, int] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.abandoned: list[str] = []
+        methods = ["GET", "POST", "PUT", "DELETE"]
+        self.app = Starlette(
+            routes=[Route("/{path:path}", self._answer, methods=methods)]
+        )
+
+    def reply(self, path: str, **reply: Any) -> None:
+        """Set how `path` answers: `json`, `status`, `delay`, `text`, `content_type`."""
+        self.replies[path] = Reply(**reply)
+
+    async def _answer(self, request: Request) -> Response:
+        path = request.url.path
+        reply = self.replies.get(path, Reply(json={"path": path}))
+        self.calls[path] = self.calls.get(path, 0) + 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            deadline = time.monotonic() + reply.delay
+            while time.monotonic() < deadline:
+                if await request.is_disconnected():
+                    self.abandoned.append(path)
+                    return Response(status_code=499)
+                await asyncio.sleep(min(0.005, reply.delay))
+        finally:
+            self.in_flight -= 1
+        if reply.text is not None:
+            return Response(reply.text, reply.status, media_type=reply.content_type)
+        return JSONResponse(reply.json, reply.status)
 
 
 async def timed(awaitable: Awaitable[T]) -> tuple[T, float]:

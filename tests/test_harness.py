@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import httpx
 import pytest
 from fastapi import FastAPI, Request, WebSocket, WebSocketException, status
 from fastapi.responses import StreamingResponse
@@ -179,3 +180,35 @@ async def test_timing_helpers_measure_overlap_and_loop_stalls():
     _, stalled = await latency_under_load(hog, 3, sleeper, after=0.02)
     assert free < 0.2
     assert stalled > 0.25  # waited for the hogs, then slept its own 0.1 s
+
+
+async def test_the_fake_upstream_answers_as_told_and_counts(upstream):
+    upstream.reply("/users/1", json={"id": 1}, delay=0.05)
+    upstream.reply("/broken", status=502, text="<h1>Bad</h1>", content_type="text/html")
+    limits = httpx.Limits(max_connections=2)
+    async with httpx.AsyncClient(base_url=upstream.url, limits=limits) as client:
+        responses, _ = await run_concurrently(6, lambda: client.get("/users/1"))
+        broken = await client.get("/broken")
+        default = await client.get("/anything")
+
+    assert [r.json() for r in responses] == [{"id": 1}] * 6
+    assert upstream.calls["/users/1"] == 6
+    assert upstream.max_in_flight == 2  # the client's connection limit held
+    assert (broken.status_code, broken.text) == (502, "<h1>Bad</h1>")
+    assert broken.headers["content-type"].startswith("text/html")
+    assert default.json() == {"path": "/anything"}
+
+
+async def test_the_fake_upstream_sees_a_client_that_gives_up(upstream):
+    upstream.reply("/slow", delay=5)
+    async with httpx.AsyncClient(base_url=upstream.url) as client:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await client.get("/slow")
+        for _ in range(100):  # the server notices the closed connection shortly after
+            if upstream.abandoned:
+                break
+            await asyncio.sleep(0.01)
+
+    assert upstream.abandoned == ["/slow"]
+    assert upstream.in_flight == 0
