@@ -1,7 +1,8 @@
 """Fixtures shared by every test; the helpers themselves live in tests/harness.py."""
 
 import os
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -53,6 +54,15 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
     async with serve(fake.app) as url:
         fake.url = url
         yield fake
+
+
+@pytest.fixture
+def unreachable_url() -> Iterator[str]:
+    """An address on 127.0.0.1 that refuses connections (bound, never listening)."""
+    with socket.socket() as closed_port:
+        closed_port.bind(("127.0.0.1", 0))
+        host, port = closed_port.getsockname()
+        yield f"http://{host}:{port}"
 
 
 def _service_url(request: pytest.FixtureRequest, service: str) -> str:

@@ -18,6 +18,7 @@ loop: no server, no port, no network. Three helpers cover what a FastAPI app spe
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 
 import anyio
 import httpx
+import pytest
 import uvicorn
 from anyio.streams.memory import MemoryObjectReceiveStream
 from asgi_lifespan import LifespanManager
@@ -97,7 +99,8 @@ async def serve(app: ASGIApp) -> AsyncIterator[str]:
 
     The server runs on the test's own event loop. Use it for the upstream services
     an app under test calls: its HTTP client then really connects, so connection
-    limits, timeouts and cancellations behave as in production.
+    limits, timeouts and cancellations behave as in production. On exit it stops
+    accepting connections, lets open ones finish (2 s at most) and closes.
 
     Args:
         app: the ASGI app to serve.
@@ -105,19 +108,44 @@ async def serve(app: ASGIApp) -> AsyncIterator[str]:
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, lifespan="off", ws="none", log_level="warning"
     )
+    config.load()
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    server.lifespan = config.lifespan_class(config)
+    await server.startup()
     try:
-        with anyio.fail_after(5):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.005)
         host, port = server.servers[0].sockets[0].getsockname()[:2]
         yield f"http://{host}:{port}"
     finally:
-        server.should_exit = True
-        await task
+        # uvicorn's own shutdown() always sleeps 0.1 s; a test server need not.
+        for listener in server.servers:
+            listener.close()
+        for connection in list(server.server_state.connections):
+            connection.shutdown()
+        await wait_until(lambda: not server.server_state.connections, timeout=2)
+        for listener in server.servers:
+            await listener.wait_closed()
+
+
+async def wait_until(
+    condition: Callable[[], bool],
+    *,
+    timeout: float = 2.0,  # noqa: ASYNC109 (the timeout is the point of this helper)
+) -> None:
+    """Poll `condition` every 5 ms until it is true; fail the test after `timeout` s.
+
+    For effects that happen shortly after the call that caused them, such as an
+    upstream noticing that its client hung up.
+
+    Args:
+        condition: returns true once the awaited effect has happened.
+        timeout: seconds before the test fails.
+    """
+    with anyio.move_on_after(timeout):
+        while not condition():  # noqa: ASYNC110 (the condition is not an event)
+            await asyncio.sleep(0.005)
+        return
+    msg = f"condition still false after {timeout} s"
+    raise AssertionError(msg)
 
 
 @dataclass
@@ -181,6 +209,25 @@ class FakeUpstream:
         if reply.text is not None:
             return Response(reply.text, reply.status, media_type=reply.content_type)
         return JSONResponse(reply.json, reply.status)
+
+
+def logged_exceptions(
+    caplog: pytest.LogCaptureFixture, logger: logging.Logger
+) -> list[type[BaseException]]:
+    """The exception types that `logger` logged with a traceback, in order.
+
+    Proves an error was logged server-side, with its cause, while the client got
+    only a generic message.
+
+    Args:
+        caplog: pytest's `caplog` fixture.
+        logger: the logger the code under test uses, usually the snippet's `logger`.
+    """
+    return [
+        type(record.exc_info[1])
+        for record in caplog.records
+        if record.name == logger.name and record.exc_info and record.exc_info[1]
+    ]
 
 
 async def timed(awaitable: Awaitable[T]) -> tuple[T, float]:

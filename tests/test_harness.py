@@ -21,6 +21,7 @@ from tests.harness import (
     open_stream,
     run_concurrently,
     running,
+    wait_until,
 )
 
 pytestmark = pytest.mark.anyio
@@ -205,10 +206,12 @@ async def test_the_fake_upstream_sees_a_client_that_gives_up(upstream):
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.05):
                 await client.get("/slow")
-        for _ in range(100):  # the server notices the closed connection shortly after
-            if upstream.abandoned:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: upstream.abandoned != [])  # noticed shortly after
 
     assert upstream.abandoned == ["/slow"]
     assert upstream.in_flight == 0
+
+
+async def test_wait_until_fails_clearly_when_nothing_happens():
+    with pytest.raises(AssertionError, match=re.escape("still false after 0.05 s")):
+        await wait_until(lambda: False, timeout=0.05)
