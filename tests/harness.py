@@ -94,20 +94,23 @@ def connect_websocket(
 
 
 @asynccontextmanager
-async def serve(app: ASGIApp) -> AsyncIterator[str]:
+async def serve(app: ASGIApp, **options: Any) -> AsyncIterator[str]:
     """Serve `app` with uvicorn on 127.0.0.1 (a free port) and yield its base URL.
 
     The server runs on the test's own event loop. Use it for the upstream services
     an app under test calls: its HTTP client then really connects, so connection
     limits, timeouts and cancellations behave as in production. On exit it stops
-    accepting connections, lets open ones finish (2 s at most) and closes.
+    accepting connections, lets open ones and their handlers finish (2 s at most)
+    and closes.
 
     Args:
-        app: the ASGI app to serve.
+        app: the ASGI app to serve, already running if it has a lifespan.
+        **options: `uvicorn.Config` options that replace the defaults (no lifespan,
+            no WebSocket, warnings only), e.g. `ws="wsproto", log_config=None` to
+            speak WebSocket and leave uvicorn's log records to `caplog`.
     """
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, lifespan="off", ws="none", log_level="warning"
-    )
+    settings = {"lifespan": "off", "ws": "none", "log_level": "warning"} | options
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, **settings)
     config.load()
     server = uvicorn.Server(config)
     server.lifespan = config.lifespan_class(config)
@@ -122,6 +125,8 @@ async def serve(app: ASGIApp) -> AsyncIterator[str]:
         for connection in list(server.server_state.connections):
             connection.shutdown()
         await wait_until(lambda: not server.server_state.connections, timeout=2)
+        if server.server_state.tasks:
+            await asyncio.wait(server.server_state.tasks, timeout=2)
         for listener in server.servers:
             await listener.wait_closed()
 

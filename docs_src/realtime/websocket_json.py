@@ -1,0 +1,57 @@
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, WebSocket, WebSocketException, status
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+MAX_MESSAGE = 4096  # characters
+Topic = Annotated[str, Field(pattern=r"^[a-z0-9-]{1,32}$")]
+
+
+class Ping(BaseModel):
+    type: Literal["ping"]
+
+
+class Subscribe(BaseModel):
+    type: Literal["subscribe"]
+    topic: Topic
+
+
+class Unsubscribe(BaseModel):
+    type: Literal["unsubscribe"]
+    topic: Topic
+
+
+Incoming = TypeAdapter(  # (1)!
+    Annotated[Ping | Subscribe | Unsubscribe, Field(discriminator="type")]
+)
+app = FastAPI(title="A JSON protocol over WebSocket")
+
+
+@app.websocket("/ws")
+async def protocol(websocket: WebSocket) -> None:
+    await websocket.accept()
+    topics: set[str] = set()
+    while (frame := await websocket.receive())["type"] == "websocket.receive":  # (2)!
+        if (text := frame.get("text")) is None:
+            raise WebSocketException(status.WS_1003_UNSUPPORTED_DATA, "Send JSON text")
+        if len(text) > MAX_MESSAGE:
+            raise WebSocketException(status.WS_1009_MESSAGE_TOO_BIG, "Too long")
+        try:
+            message = Incoming.validate_json(text)  # (3)!
+        except ValidationError as error:
+            detail = error.errors(
+                include_url=False, include_context=False, include_input=False
+            )
+            await websocket.send_json({"type": "error", "detail": detail})  # (4)!
+            continue
+        reply: dict[str, Any]
+        match message:  # (5)!
+            case Ping():
+                reply = {"type": "pong"}
+            case Subscribe(topic=topic):
+                topics.add(topic)
+                reply = {"type": "subscribed", "topics": sorted(topics)}
+            case Unsubscribe(topic=topic):
+                topics.discard(topic)
+                reply = {"type": "unsubscribed", "topics": sorted(topics)}
+        await websocket.send_json(reply)
