@@ -1,0 +1,297 @@
+import asyncio
+import csv
+import gc
+import io
+from types import SimpleNamespace
+from typing import Annotated
+
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.responses import StreamingResponse
+
+from docs_src.streaming import csv_export as snippet
+from tests.harness import open_stream, running
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def app():
+    return snippet.app
+
+
+class RecordingRepository(snippet.UserRepository):
+    """Serves `rows`, records the pages it hands out and when its cursor closes.
+
+    With a `delay`, each page takes that long, like a query; without one, pages come
+    at once and the export only ever waits to send.
+    """
+
+    def __init__(self, rows: list[snippet.Row], delay: float = 0.0) -> None:
+        super().__init__(rows)
+        self.delay = delay
+        self.fetched: list[int] = []  # the first id of each page handed out
+        self.closed = False
+
+    async def pages(self, size: int):
+        try:
+            for start in range(0, len(self.rows), size):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                self.fetched.append(self.rows[start][0])
+                yield self.rows[start : start + size]
+        finally:
+            self.closed = True
+
+
+@pytest.fixture
+def use(monkeypatch: pytest.MonkeyPatch):
+    """Make the export read from the given repository."""
+
+    def use(repository: snippet.UserRepository) -> snippet.UserRepository:
+        async def get_users() -> snippet.UserRepository:
+            return repository
+
+        overrides = snippet.app.dependency_overrides
+        monkeypatch.setitem(overrides, snippet.get_users, get_users)
+        return repository
+
+    return use
+
+
+def users(count: int) -> list[snippet.Row]:
+    return [(i, f"User {i}", f"user{i}@example.com") for i in range(1, count + 1)]
+
+
+# --8<-- [start:export]
+async def test_the_export_is_a_csv_attachment(client):
+    response = await client.get("/users/export.csv")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    assert response.headers["content-disposition"] == 'attachment; filename="users.csv"'
+    assert response.text.startswith(
+        "id,name,email\r\n1,User 1,user1@example.com\r\n2,User 2,user2@example.com\r\n"
+    )
+    assert response.text.count("\r\n") == 1 + 1000  # the header and every user
+
+
+# --8<-- [end:export]
+# --8<-- [start:hostile]
+HOSTILE = [  # (name as stored, the line the export writes)
+    ("Doe, Jane", '"Doe, Jane"'),  # a comma: quoted
+    ('The "Boss"', '"The ""Boss"""'),  # quotes: doubled, then quoted
+    ("two\nlines", '"two\nlines"'),  # a newline stays inside the quotes
+    ("=1+1", "'=1+1"),  # formulas get a leading apostrophe
+    ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+    ("-2+3", "'-2+3"),
+    ("+1 555 0100", "'+1 555 0100"),
+    ("\t=1+1", "'\t=1+1"),
+    ("\r=1+1", '"\'\r=1+1"'),
+    ('=HYPERLINK("http://evil.invalid")', '"\'=HYPERLINK(""http://evil.invalid"")"'),
+    ("张伟", "张伟"),
+]
+
+
+async def test_cells_are_quoted_and_formulas_neutralised(client, use):
+    use(snippet.UserRepository([(1, name, "x@example.com") for name, _ in HOSTILE]))
+
+    response = await client.get("/users/export.csv")
+
+    expected = [f"1,{line},x@example.com\r\n" for _, line in HOSTILE]
+    assert response.text == "id,name,email\r\n" + "".join(expected)
+    rows = list(csv.reader(io.StringIO(response.text, newline="")))
+    assert [name.removeprefix("'") for _, name, _ in rows[1:]] == [  # parsed back
+        name for name, _ in HOSTILE
+    ]
+
+
+# --8<-- [end:hostile]
+async def test_numbers_are_written_as_numbers(client, use):
+    use(snippet.UserRepository([(-1, "-1", "x@example.com")]))
+
+    response = await client.get("/users/export.csv")
+
+    assert response.text.splitlines()[1] == "-1,'-1,x@example.com"  # text is not
+
+
+async def test_an_empty_table_is_the_header_alone(client, use):
+    use(snippet.UserRepository([]))
+
+    response = await client.get("/users/export.csv")
+
+    assert response.text == "id,name,email\r\n"
+
+
+# --8<-- [start:batches]
+async def test_one_chunk_per_page(running_app, use, monkeypatch):
+    monkeypatch.setattr(snippet, "BATCH_SIZE", 2)
+    use(snippet.UserRepository(users(5)))
+
+    async with open_stream(running_app, "/users/export.csv") as stream:
+        chunks = [chunk.decode() async for chunk in stream.aiter_bytes()]
+
+    assert [chunk.count("\r\n") for chunk in chunks] == [1, 2, 2, 1]  # header, pages
+
+
+async def test_pages_are_fetched_as_the_client_reads(running_app, use, monkeypatch):
+    monkeypatch.setattr(snippet, "BATCH_SIZE", 2)
+    users_table = use(RecordingRepository(users(20), delay=0.05))  # 10 pages
+
+    async with open_stream(running_app, "/users/export.csv") as stream:
+        lines = stream.aiter_lines()
+        assert await anext(lines) == "id,name,email"
+        assert stream.status_code == 200
+        assert users_table.fetched == []  # status and header left before any query
+        first_page = [await anext(lines) for _ in range(2)]
+        assert users_table.fetched == [1]  # page 2 is still being fetched
+
+    assert first_page == ["1,User 1,user1@example.com", "2,User 2,user2@example.com"]
+    assert users_table.fetched == [1]  # the client left: nothing more was fetched
+    assert users_table.closed  # and the cursor was closed
+
+
+# --8<-- [end:batches]
+# --8<-- [start:closed]
+async def test_the_cursor_closes_when_a_slow_client_hangs_up(
+    running_app, use, monkeypatch
+):
+    monkeypatch.setattr(snippet, "BATCH_SIZE", 2)
+    users_table = use(RecordingRepository(users(20)))
+
+    sent = await hang_up_while_sending(running_app, "/users/export.csv", chunks=2)
+
+    assert sent == [
+        b"id,name,email\r\n",
+        b"1,User 1,user1@example.com\r\n2,User 2,user2@example.com\r\n",
+    ]
+    assert users_table.fetched == [1]
+    assert users_table.closed  # by the dependency: the export was stuck at `yield`
+
+
+async def test_without_the_dependency_the_cursor_stays_open(
+    running_app, use, monkeypatch
+):
+    monkeypatch.setattr(snippet, "BATCH_SIZE", 2)
+    users_table = use(RecordingRepository(users(20)))
+
+    async def pages_unclosed(
+        users: Annotated[snippet.UserRepository, Depends(snippet.get_users)],
+    ):
+        return users.pages(snippet.BATCH_SIZE)  # handed over, never closed
+
+    overrides = snippet.app.dependency_overrides
+    monkeypatch.setitem(overrides, snippet.user_pages, pages_unclosed)
+    gc.disable()  # the collector would close it some time later
+    try:
+        await hang_up_while_sending(running_app, "/users/export.csv", chunks=2)
+
+        assert users_table.fetched == [1]
+        assert not users_table.closed
+
+        gc.collect()
+        await asyncio.sleep(0.01)
+        assert users_table.closed  # only once the garbage collector ran
+    finally:
+        gc.enable()
+
+
+# --8<-- [end:closed]
+async def hang_up_while_sending(app, path: str, *, chunks: int) -> list[bytes]:
+    """Call `app` like a server whose client stops reading, then hangs up.
+
+    The `chunks`-th body chunk never leaves: the socket buffer is full, so the
+    app's `send` waits. Then the client disconnects. Returns the chunks sent.
+    """
+    sent: list[bytes] = []
+    stuck, gone = asyncio.Event(), asyncio.Event()
+    messages = iter([{"type": "http.request", "body": b"", "more_body": False}])
+
+    async def receive():
+        if message := next(messages, None):
+            return message
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        if message["type"] == "http.response.body":
+            sent.append(message["body"])
+            if len(sent) == chunks:
+                stuck.set()
+                await asyncio.Event().wait()  # until the app cancels its send
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"test")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("test", 80),
+    }
+    async with asyncio.timeout(5):
+        task = asyncio.create_task(app(scope, receive, send))
+        await stuck.wait()
+        gone.set()
+        await task
+    return sent
+
+
+# --8<-- [start:seed]
+async def test_what_the_tutorial_export_sends():
+    tutorial = FastAPI()
+    evil = '=HYPERLINK("http://evil.invalid")'
+    table = [(1, evil, "u1@example.com"), (2, "Bob", "u2@example.com")]
+
+    async def fetch_users_batch(offset, limit):  # the tutorial leaves it undefined
+        return [SimpleNamespace(id=i, name=n, email=e) for i, n, e in table][
+            offset : offset + limit
+        ]
+
+    @tutorial.get("/export/users")
+    async def export_users():  # as widely copied
+        async def csv_stream():
+            output = io.StringIO()
+            writer = csv.writer(output)
+            writer.writerow(["ID", "Name", "Email"])
+            yield output.getvalue()
+            output.truncate(0)
+            output.seek(0)
+            offset = 0
+            batch_size = 100
+            while True:
+                users = await fetch_users_batch(offset, batch_size)
+                if not users:
+                    break
+                for user in users:
+                    writer.writerow([user.id, user.name, user.email])
+                    yield output.getvalue()
+                    output.truncate(0)
+                    output.seek(0)
+                offset += batch_size
+
+        return StreamingResponse(
+            csv_stream(),
+            media_type="text/csv",
+            headers={"Content-Disposition": "attachment; filename=users.csv"},
+        )
+
+    async with (
+        running(tutorial) as started,
+        open_stream(started, "/export/users") as stream,
+    ):
+        chunks = [chunk.decode() async for chunk in stream.aiter_bytes()]
+
+    assert chunks == [
+        "ID,Name,Email\r\n",
+        '1,"=HYPERLINK(""http://evil.invalid"")",u1@example.com\r\n',  # a live formula
+        "2,Bob,u2@example.com\r\n",
+    ]  # one chunk per row
+
+
+# --8<-- [end:seed]
