@@ -6,7 +6,7 @@ from typing import Annotated, Any, TypedDict
 
 import httpx
 from fastapi import FastAPI, HTTPException, Query, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, FiniteFloat
 
 UPSTREAM_URL = "http://localhost:8001"
 TIMEOUT = 2.0
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 class Price(BaseModel):
     id: int
-    price: float
+    price: FiniteFloat  # NaN and Infinity are not prices
 
 
 class State(TypedDict):

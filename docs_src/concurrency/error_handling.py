@@ -6,8 +6,9 @@ from typing import Any, TypedDict
 
 import httpx
 from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, FiniteFloat
 
 UPSTREAM_URL = "http://localhost:8001"
 TIMEOUT = 2.0
@@ -21,7 +22,7 @@ class Order(BaseModel):
 
 
 class Price(BaseModel):
-    amount: float
+    amount: FiniteFloat  # NaN and Infinity are not prices
 
 
 # --8<-- [start:errors]
@@ -60,6 +61,11 @@ async def unexpected(request: Request, exc: Exception) -> JSONResponse:
     return logged_response(request, exc, status.HTTP_500_INTERNAL_SERVER_ERROR, detail)
 
 
+async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
+    detail = [{k: e[k] for k in ("type", "loc", "msg")} for e in exc.errors()]  # (5)!
+    return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
 # --8<-- [end:errors]
 class State(TypedDict):
     http: httpx.AsyncClient
@@ -82,6 +88,7 @@ app = FastAPI(
     exception_handlers={
         OutOfStock: out_of_stock,
         UpstreamError: upstream_failed,
+        RequestValidationError: invalid_input,
         Exception: unexpected,  # (1)!
     },
 )

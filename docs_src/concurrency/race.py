@@ -6,7 +6,7 @@ from typing import Annotated, Any, TypedDict
 
 import httpx
 from fastapi import FastAPI, HTTPException, Path, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, FiniteFloat
 
 STORES = {
     "store1": "https://store1.example",
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 class Quote(BaseModel):
-    price: float = Field(gt=0)
+    price: FiniteFloat = Field(gt=0)  # gt=0 alone lets Infinity through
 
 
 class Offer(BaseModel):

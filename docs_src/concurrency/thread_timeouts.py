@@ -1,8 +1,8 @@
-import asyncio
 import logging
 import threading
 import time
 
+import anyio
 import anyio.to_thread
 from fastapi import FastAPI, HTTPException, status
 
@@ -27,7 +27,7 @@ def build_report(stop: threading.Event) -> int:
 async def report() -> dict[str, int]:
     stop = threading.Event()
     try:
-        async with asyncio.timeout(DEADLINE):
+        with anyio.fail_after(DEADLINE):
             steps = await anyio.to_thread.run_sync(
                 build_report,
                 stop,

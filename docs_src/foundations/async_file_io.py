@@ -3,7 +3,9 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 import anyio
-from fastapi import FastAPI, HTTPException, Path, status
+from fastapi import FastAPI, HTTPException, Path, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 NOTES_DIR = anyio.Path("notes")
@@ -21,7 +23,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-app = FastAPI(title="Async file I/O", lifespan=lifespan)
+async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
+    detail = [{k: e[k] for k in ("type", "loc", "msg")} for e in exc.errors()]
+    return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+app = FastAPI(
+    title="Async file I/O",
+    lifespan=lifespan,
+    exception_handlers={RequestValidationError: invalid_input},  # (3)!
+)
 
 
 @app.get("/notes/{name}")

@@ -6,7 +6,7 @@ from typing import Annotated, TypedDict, TypeVar
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Path, Request, status
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, FiniteFloat, TypeAdapter, ValidationError
 
 USERS_URL = "http://localhost:8001"
 ORDERS_URL = "http://localhost:8002"
@@ -25,7 +25,7 @@ class User(BaseModel):
 
 class Order(BaseModel):
     id: int
-    total: float
+    total: FiniteFloat  # NaN and Infinity are not totals
 
 
 class Dashboard(BaseModel):

@@ -4,6 +4,8 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Self, TypedDict
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
 
 QUERY_DELAY = 0.05  # one database round trip
@@ -73,8 +75,17 @@ async def get_db(request: Request) -> Database:
     return request.state.db
 
 
+async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
+    detail = [{k: e[k] for k in ("type", "loc", "msg")} for e in exc.errors()]
+    return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
 Db = Annotated[Database, Depends(get_db)]
-app = FastAPI(title="Async context managers", lifespan=lifespan)
+app = FastAPI(
+    title="Async context managers",
+    lifespan=lifespan,
+    exception_handlers={RequestValidationError: invalid_input},  # no 500 for NaN
+)
 
 
 Product = Annotated[str, StringConstraints(max_length=32)]

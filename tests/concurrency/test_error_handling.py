@@ -4,6 +4,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from docs_src.concurrency import error_handling as snippet
 from tests.harness import BASE_URL, app_client, client_for
@@ -67,6 +69,8 @@ async def test_an_invalid_order_is_422(client, order):
     response = await client.post("/orders", json=order)
 
     assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][0] == "body"
+    assert "error_id" not in response.json()  # a 4xx is not an incident
 
 
 async def test_an_unknown_product_is_404(client):
@@ -85,6 +89,10 @@ BROKEN_PRICES = {  # what the price service sends -> what only the log may show
     "not a Price": (
         {"json": {"price": "internal-field"}},
         "input_value={'price': 'internal-field'}",
+    ),
+    "not a number": (
+        {"text": '{"amount": Infinity}'},
+        "Input should be a finite number",
     ),
 }
 
@@ -135,11 +143,14 @@ async def test_a_bug_is_a_generic_500_with_an_id_and_a_logged_traceback(client, 
 
 
 # --8<-- [end:unexpected]
-async def test_every_error_gets_its_own_id(client):
+async def test_every_500_and_502_gets_its_own_id(client, upstream):
+    upstream.reply("/prices/apple", status=500, text="down")
     first = await client.get("/orders/average")
     second = await client.get("/orders/average")
+    third = await client.post("/orders", json=APPLES)
 
-    assert first.json()["error_id"] != second.json()["error_id"]
+    assert [r.status_code for r in (first, second, third)] == [500, 500, 502]
+    assert len({r.json()["error_id"] for r in (first, second, third)}) == 3
 
 
 # --8<-- [start:reraised]
@@ -150,6 +161,62 @@ async def test_starlette_reraises_after_the_500_handler_answered(running_app):
 
 
 # --8<-- [end:reraised]
+# --8<-- [start:non-finite]
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e309"]  # Python's json reads them all
+
+
+def order_with(quantity: str) -> dict:
+    body = '{"sku": "apple", "quantity": ' + quantity + "}"
+    return {"content": body, "headers": {"Content-Type": "application/json"}}
+
+
+def client_for_orders(handlers: dict) -> httpx.AsyncClient:
+    """A client for a bare app with one route that takes an `Order`."""
+    app = FastAPI(exception_handlers=handlers)
+
+    @app.post("/orders")
+    async def place_order(order: snippet.Order) -> None: ...
+
+    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url=BASE_URL)
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+async def test_the_default_422_handler_fails_on_a_non_finite_number(number):
+    fix = {RequestValidationError: snippet.invalid_input}
+    async with client_for_orders({}) as default, client_for_orders(fix) as fixed:
+        echoed = await default.post("/orders", **order_with("-1"))
+        broken = await default.post("/orders", **order_with(number))
+        response = await fixed.post("/orders", **order_with(number))
+
+    assert echoed.json()["detail"][0]["input"] == -1  # the default echoes the input
+    assert broken.status_code == 500  # so a NaN input breaks the 422 itself
+    assert response.status_code == 422  # the snippet's handler echoes nothing
+
+
+def test_starlette_will_not_send_nan_or_infinity():
+    for number in [float("nan"), float("inf")]:
+        with pytest.raises(ValueError, match="Out of range float values"):
+            JSONResponse({"input": number})
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+async def test_a_non_finite_number_is_a_422_that_echoes_nothing(client, number):
+    response = await client.post("/orders", **order_with(number))
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": [
+            {
+                "type": "finite_number",
+                "loc": ["body", "quantity"],
+                "msg": "Input should be a finite number",
+            }
+        ]
+    }
+
+
+# --8<-- [end:non-finite]
 # --8<-- [start:seed]
 async def test_the_tutorial_pattern_leaks_the_text_and_logs_nothing(caplog):
     seed = FastAPI()

@@ -3,13 +3,14 @@ import gc
 import logging
 import weakref
 
+import httpx
 import pytest
 
 from docs_src.concurrency import fire_and_forget as snippet
 from tests.harness import app_client, wait_until
 
 pytestmark = pytest.mark.anyio
-MAILER_DELAY = 0.1
+MAILER_DELAY = 0.2
 
 
 @pytest.fixture(autouse=True)
@@ -54,6 +55,20 @@ async def test_a_failing_task_is_logged_with_its_name(client, upstream, caplog):
 
 
 # --8<-- [end:after-response]
+async def test_with_no_mailer_listening_the_task_failure_is_logged(
+    monkeypatch, caplog, unreachable_url
+):
+    monkeypatch.setattr(snippet, "UPSTREAM_URL", unreachable_url)
+
+    async with app_client(snippet.app) as client:
+        response = await client.post("/orders/7/confirm")
+        await wait_until(lambda: "receipt-7 failed" in caplog.messages)
+
+    assert response.status_code == 202
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert isinstance(record.exc_info[1], httpx.ConnectError)
+
+
 # --8<-- [start:shutdown]
 async def test_shutdown_waits_for_tasks_that_finish_within_the_grace(
     app, upstream, caplog
@@ -81,6 +96,17 @@ async def test_shutdown_cancels_what_is_left_after_the_grace(
     assert "receipt-10 was cancelled" in caplog.messages
     assert receipt_tasks() == []  # nothing left pending
     await wait_until(lambda: upstream.abandoned == ["/receipts"])
+
+
+async def test_the_client_closes_after_the_tasks(app, upstream, caplog):
+    upstream.reply("/receipts", json={}, delay=MAILER_DELAY)
+
+    async with snippet.lifespan(app) as state:
+        work = snippet.send_receipt(state["http"], 11)
+        snippet.spawn(state["tasks"], work, name="receipt-11")
+
+    assert "receipt for order 11 sent" in caplog.messages  # sent before the close
+    assert state["http"].is_closed
 
 
 # --8<-- [end:shutdown]
@@ -112,12 +138,14 @@ async def test_a_task_nobody_references_can_vanish_mid_flight(caplog):
 async def test_a_referenced_task_is_kept_until_it_is_done():
     tasks: snippet.Tasks = set()
     snippet.spawn(tasks, wait_for_a_reply(), name="kept")
-    (task,) = tasks
+    alive = weakref.ref(next(iter(tasks)))  # the set holds the only reference
     await asyncio.sleep(0)
 
     gc.collect()
 
-    assert not task.done()  # still there, still waiting
+    task = alive()
+    assert task is not None  # still there,
+    assert not task.done()  # still waiting
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert tasks == set()  # the done callback let it go

@@ -2,11 +2,15 @@ import asyncio
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel, Field, ValidationError
 
 from docs_src.concurrency import race as snippet
 from tests.harness import logged_exceptions, timed, wait_until
 
-SLOW = 0.5  # a store that would answer long after the race is over
+FAST = 0.05  # a store that answers well within the deadline
+DEADLINE = 0.25
+SLOW = 1.0  # a store that would answer long after the race is over
 pytestmark = pytest.mark.anyio
 
 
@@ -14,7 +18,7 @@ pytestmark = pytest.mark.anyio
 def app(monkeypatch: pytest.MonkeyPatch, upstream):
     stores = {name: f"{upstream.url}/{name}" for name in snippet.STORES}
     monkeypatch.setattr(snippet, "STORES", stores)
-    monkeypatch.setattr(snippet, "DEADLINE", SLOW / 5)
+    monkeypatch.setattr(snippet, "DEADLINE", DEADLINE)
     return snippet.app
 
 
@@ -33,12 +37,43 @@ async def test_asyncio_wait_refuses_coroutines():
 
 
 # --8<-- [end:seed]
+# --8<-- [start:seed-tasks]
+async def test_with_tasks_the_tutorial_passes_a_store_error_on(upstream):
+    tutorial = FastAPI()
+
+    @tutorial.get("/fastest-price/{product_id}")
+    async def get_fastest_price(product_id: str):  # as copied, with tasks
+        async with httpx.AsyncClient() as client:
+            tasks = [
+                asyncio.create_task(client.get(f"{upstream.url}/{store}/{product_id}"))
+                for store in ("store1", "store2", "store3")
+            ]
+            done, pending = await asyncio.wait(
+                tasks, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in pending:
+                task.cancel()
+            result = done.pop().result()
+            return result.json()
+
+    upstream.reply("/store1/42", json={"price": 12.0}, delay=SLOW)
+    upstream.reply("/store2/42", json={"price": 10.5}, delay=SLOW)
+    upstream.reply("/store3/42", status=500, json={"error": "store3 is down"})
+    transport = httpx.ASGITransport(tutorial)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/fastest-price/42")
+
+    assert response.status_code == 200
+    assert response.json() == {"error": "store3 is down"}  # the first to finish
+
+
+# --8<-- [end:seed-tasks]
 # --8<-- [start:race]
 async def test_the_fastest_good_answer_wins_and_the_losers_are_hung_up_on(
     client, upstream, caplog
 ):
     upstream.reply("/store1/prices/42", json={"price": 12.0}, delay=SLOW)
-    upstream.reply("/store2/prices/42", json={"price": 10.5}, delay=SLOW / 10)
+    upstream.reply("/store2/prices/42", json={"price": 10.5}, delay=FAST)
     upstream.reply("/store3/prices/42", status=500, text="<h1>down</h1>")  # first
 
     response, seconds = await timed(client.get("/prices/42"))
@@ -111,12 +146,32 @@ async def test_when_no_store_answers_in_time_the_answer_is_504(client, upstream)
 
     assert response.status_code == 504
     assert response.json() == {"detail": "No store answered in time"}
-    assert seconds < SLOW / 2  # the deadline, not the slowest store
+    assert DEADLINE <= seconds < SLOW / 2  # the deadline, not the slowest store
     assert asks_running() == []
     await wait_until(lambda: len(upstream.abandoned) == 3)
 
 
 # --8<-- [end:failures]
+async def test_nan_and_infinity_are_not_prices(client, upstream, caplog, monkeypatch):
+    upstream.reply("/store1/prices/42", text='{"price": Infinity}')
+    upstream.reply("/store2/prices/42", text='{"price": NaN}')
+    upstream.reply("/store3/prices/42", text='{"price": 1e309}')
+
+    response = await client.get("/prices/42")
+
+    assert response.status_code == 502
+    assert logged_exceptions(caplog, snippet.logger) == [ValidationError] * 3
+
+    class Loose(BaseModel):  # the same check without FiniteFloat
+        price: float = Field(gt=0)
+
+    monkeypatch.setattr(snippet, "Quote", Loose)
+    loose = await client.get("/prices/42")
+
+    assert loose.status_code == 200
+    assert loose.json()["price"] is None  # Infinity got through, sent on as null
+
+
 async def test_a_bad_product_id_is_a_422_and_asks_no_store(client, upstream):
     for product_id in ["0", "-3", "abc", "4.2"]:
         response = await client.get(f"/prices/{product_id}")

@@ -1,5 +1,7 @@
 import anyio
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from docs_src.foundations import async_file_io as snippet
 
@@ -84,3 +86,43 @@ async def test_invalid_bodies_are_422_and_write_nothing(client, tmp_path, body):
 
 async def test_the_lifespan_creates_the_folder(client, tmp_path):
     assert (tmp_path / "notes").is_dir()
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "1e309"])
+async def test_a_non_finite_number_is_a_422_that_echoes_nothing(
+    client, tmp_path, number
+):
+    headers = {"Content-Type": "application/json"}
+
+    response = await client.put(
+        "/notes/n", content=f'{{"content": {number}}}', headers=headers
+    )
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": [
+            {
+                "type": "string_type",
+                "loc": ["body", "content"],
+                "msg": "Input should be a valid string",
+            }
+        ]
+    }
+    assert not (tmp_path / "notes" / "n.txt").exists()
+
+
+async def test_with_fastapis_default_handler_the_same_body_is_a_500():
+    bare = FastAPI()  # the same route, without `invalid_input`
+
+    @bare.put("/notes/{name}", status_code=204)
+    async def write_note(name: str, note: snippet.Note) -> None: ...
+
+    transport = httpx.ASGITransport(bare, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.put(
+            "/notes/n",
+            content='{"content": NaN}',
+            headers={"Content-Type": "application/json"},
+        )
+
+    assert response.status_code == 500

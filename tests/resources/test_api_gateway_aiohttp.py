@@ -4,9 +4,10 @@ import pytest
 from fastapi import FastAPI, Request
 
 from docs_src.resources import api_gateway_aiohttp as snippet
-from tests.harness import app_client, timed
+from tests.harness import app_client, timed, wait_until
 
 pytestmark = pytest.mark.anyio
+SLOW = 2.0  # far beyond TIMEOUT (0.2 s)
 ALICE = {"id": 1, "name": "alice"}
 ORDERS = [{"id": 10, "total": 25.5}, {"id": 11, "total": 4.0}]
 PICKS = ["pen", "book"]
@@ -56,10 +57,12 @@ async def test_one_session_for_every_request_closed_at_shutdown(
 # --8<-- [start:failures]
 async def test_partial_results_and_failed_users(client, upstream):
     upstream.reply("/users/1/orders", text=f"<p>{SECRET}</p>", content_type="text/html")
-    upstream.reply("/users/1/recommendations", json=PICKS, delay=0.6)  # too slow
+    upstream.reply("/users/1/recommendations", json=PICKS, delay=SLOW)  # too slow
     upstream.reply("/users/2", status=404, json={"detail": "Not Found"})
     upstream.reply("/users/3", status=500, text=SECRET, content_type="text/plain")
-    upstream.reply("/users/4", json=ALICE, delay=0.6)  # too slow
+    upstream.reply("/users/4", json=ALICE, delay=SLOW)  # too slow
+    upstream.reply("/users/5", text=f"<p>{SECRET}</p>", content_type="text/html")
+    upstream.reply("/users/6", json=[ALICE])  # JSON, but not a user
     partial = {
         "user": ALICE,
         "orders": None,
@@ -71,13 +74,46 @@ async def test_partial_results_and_failed_users(client, upstream):
         2: (404, {"detail": "User not found"}),
         3: (502, {"detail": "The user service failed"}),
         4: (504, {"detail": "The user service timed out"}),
+        5: (502, {"detail": "The user service failed"}),
+        6: (502, {"detail": "The user service failed"}),
     }
 
     for user_id, (code, body) in expected.items():
         response, seconds = await timed(client.get(f"/users/{user_id}/dashboard"))
 
         assert (response.status_code, response.json()) == (code, body)
-        assert seconds < 0.5  # at most about the timeout (0.2 s), never 0.6 s
+        assert seconds < SLOW / 2  # at most about the timeout (0.2 s), never 2 s
+
+
+async def test_when_the_user_service_fails_the_other_calls_are_cancelled(
+    app, upstream, monkeypatch
+):
+    monkeypatch.setattr(snippet, "TIMEOUT", 2.0)
+    upstream.reply("/users/1", status=503, json={"error": SECRET})
+    upstream.reply("/users/1/orders", json=ORDERS, delay=3.0)
+    upstream.reply("/users/1/recommendations", json=PICKS, delay=3.0)
+
+    async with app_client(app) as client:
+        response, seconds = await timed(client.get("/users/1/dashboard"))
+        await wait_until(lambda: len(upstream.abandoned) == 2, timeout=1.0)
+
+    assert response.status_code == 502
+    assert seconds < 1.0  # no waiting for the slow calls (3 s) or the timeout (2 s)
+    assert sorted(upstream.abandoned) == ["/users/1/orders", "/users/1/recommendations"]
+
+
+async def test_a_read_timeout_is_a_504_too(app, upstream, monkeypatch):
+    upstream.reply("/users/1", json=ALICE, delay=SLOW)
+    timeout = aiohttp.ClientTimeout(sock_read=0.1)  # raises ServerTimeoutError
+
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        overrides = app.dependency_overrides
+        monkeypatch.setitem(overrides, snippet.get_session, lambda: session)
+        async with app_client(app) as client:
+            response = await client.get("/users/1/dashboard")
+
+    assert response.status_code == 504  # a ClientError too, but caught as a timeout
+    assert response.json() == {"detail": "The user service timed out"}
 
 
 # --8<-- [end:failures]

@@ -3,7 +3,9 @@ import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from docs_src.resources import async_context_managers as snippet
 from tests.harness import run_concurrently
@@ -64,14 +66,24 @@ async def test_the_transaction_rolls_back_on_error(client, db):
 
 
 async def test_the_transaction_rolls_back_on_cancellation(client, db, monkeypatch):
-    monkeypatch.setattr(snippet, "TIMEOUT", 0.05)
-    monkeypatch.setattr(snippet, "QUERY_DELAY", 0.03)  # the 2nd query misses it
+    written: list[tuple[str, int]] = []  # what was pending when the deadline hit
+
+    class StuckOnBook(snippet.Connection):
+        async def price(self, product: str) -> int | None:
+            if product == "book":  # the pen line is written; this query hangs
+                written.extend(self.pending)
+                await asyncio.Event().wait()
+            return await super().price(product)
+
+    monkeypatch.setattr(snippet, "Connection", StuckOnBook)
+    monkeypatch.setattr(snippet, "TIMEOUT", 0.1)
 
     response = await client.post("/orders", json={"products": ["pen", "book"]})
 
     assert response.status_code == 504
     assert response.json() == {"detail": "Database timeout"}
-    assert db.order_lines == []
+    assert written == [("pen", 2)]  # a line was pending when the deadline hit...
+    assert db.order_lines == []  # ...and it is gone
     assert db.log == ["rollback", "released after CancelledError"]
     assert db.in_use == 0
 
@@ -110,6 +122,43 @@ async def test_invalid_orders_are_422_before_any_connection(client, db, body):
     assert db.log == []
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "1e309"])
+async def test_a_non_finite_number_is_a_422_that_echoes_nothing(client, db, number):
+    body = '{"products": ["pen", ' + number + "]}"
+    headers = {"Content-Type": "application/json"}
+
+    response = await client.post("/orders", content=body, headers=headers)
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": [
+            {
+                "type": "string_type",
+                "loc": ["body", "products", 1],
+                "msg": "Input should be a valid string",
+            }
+        ]
+    }
+    assert db.log == []
+
+
+async def test_with_fastapis_default_handler_the_same_body_is_a_500():
+    bare = FastAPI()  # the same body model, without `invalid_input`
+
+    @bare.post("/orders")
+    async def create_order(order: snippet.Order) -> None: ...
+
+    transport = httpx.ASGITransport(bare, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.post(
+            "/orders",
+            content='{"products": ["pen", NaN]}',
+            headers={"Content-Type": "application/json"},
+        )
+
+    assert response.status_code == 500
+
+
 # --8<-- [start:except-exception]
 async def test_except_exception_misses_cancellation():
     log = []
@@ -142,3 +191,37 @@ def test_def_init_is_not_a_constructor():
 
 
 # --8<-- [end:seed-init]
+async def test_the_tutorial_session_releases_before_it_rolls_back():
+    calls: list[str] = []
+
+    class Connection:
+        async def rollback(self) -> None:
+            calls.append("rollback")
+
+    class Pool:
+        async def acquire(self) -> Connection:
+            return Connection()
+
+        async def release(self, conn: Connection) -> None:
+            calls.append("release")
+
+    class AsyncDatabaseSession:  # as the tutorial writes it, `init` fixed
+        def __init__(self, pool):
+            self.pool = pool
+            self.conn = None
+
+        async def __aenter__(self):
+            self.conn = await self.pool.acquire()
+            return self.conn
+
+        async def __aexit__(self, exc_type, exc_val, exc_tb):
+            await self.pool.release(self.conn)
+            if exc_type is not None:
+                await self.conn.rollback()
+            return False
+
+    with pytest.raises(RuntimeError, match="query failed"):
+        async with AsyncDatabaseSession(Pool()):
+            raise RuntimeError("query failed")
+
+    assert calls == ["release", "rollback"]  # back in the pool, then rolled back

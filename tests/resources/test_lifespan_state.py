@@ -49,6 +49,7 @@ async def test_every_request_sees_the_same_resources(app, upstream, pools):
     async with app_client(app) as client:
         responses, _ = await run_concurrently(5, lambda: client.get("/health"))
 
+    assert [r.status_code for r in responses] == [200] * 5
     assert [r.json() for r in responses] == [{"database": True, "upstream": True}] * 5
     assert upstream.calls == {"/health": 5}
     assert len(pools) == 1  # one pool for every request, not one per request
