@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 logger = logging.getLogger(__name__)
 Section = Literal["users", "orders", "analytics"]
+SECTIONS: tuple[Section, ...] = ("users", "orders", "analytics")
 Row = dict[str, str]  # column -> value
 # A stand-in for a database: the reports' titles, and their rows by section.
 TITLES = {1: "Weekly report"}
@@ -66,7 +67,7 @@ app = FastAPI(title="Streamed HTML report")
 @app.get("/reports/{report_id}")
 async def report(
     report_id: Annotated[int, Path(ge=1)],
-    section: Annotated[tuple[Section, ...], Query()] = ("users", "orders", "analytics"),
+    section: Annotated[tuple[Section, ...], Query(max_length=3)] = SECTIONS,
 ) -> StreamingResponse:
     try:
         title = await fetch_title(report_id)  # (1)!

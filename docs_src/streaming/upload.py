@@ -7,9 +7,10 @@ import anyio
 from fastapi import BackgroundTasks, FastAPI, HTTPException, UploadFile, status
 from pydantic import BaseModel
 
-UPLOAD_DIR = anyio.Path("uploads")
+UPLOAD_DIR = anyio.Path("uploads")  # relative to the working directory
 MAX_BYTES = 1_000_000
 CHUNK = 64 * 1024
+PROCESS_TIMEOUT = 60.0  # seconds a file may stay on disk for its processing
 TOO_LARGE = f"The file is larger than {MAX_BYTES} bytes"
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ async def process(path: anyio.Path) -> None:
 
 async def process_then_delete(path: anyio.Path) -> None:  # (2)!
     try:
-        await process(path)
+        with anyio.fail_after(PROCESS_TIMEOUT):
+            await process(path)
     except Exception:
         logger.exception("processing %s failed", path.name)
     finally:
@@ -57,15 +59,17 @@ async def upload(file: UploadFile, tasks: BackgroundTasks) -> Receipt:
     upload_id = uuid.uuid4().hex
     path = UPLOAD_DIR / upload_id  # (4)!
     size = 0
+    out = await anyio.open_file(path, "xb")  # (5)!
     try:
-        async with await anyio.open_file(path, "xb") as out:
-            while chunk := await file.read(CHUNK):  # (5)!
+        async with out:
+            while chunk := await file.read(CHUNK):  # (6)!
                 size += len(chunk)
                 if size > MAX_BYTES:
                     raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, TOO_LARGE)
                 await out.write(chunk)
-    except Exception:
-        await path.unlink()  # (6)!
+    except BaseException:  # an error, or the request was cancelled
+        with anyio.CancelScope(shield=True):
+            await path.unlink(missing_ok=True)  # (7)!
         raise
     tasks.add_task(process_then_delete, path)
     return Receipt(id=upload_id, filename=display_name(file.filename), size=size)

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from docs_src.streaming import csv_export as snippet
 from tests.harness import open_stream, running
+from tests.streaming.helpers import hang_up_while_sending
 
 pytestmark = pytest.mark.anyio
 
@@ -21,23 +22,17 @@ def app():
 
 
 class RecordingRepository(snippet.UserRepository):
-    """Serves `rows`, records the pages it hands out and when its cursor closes.
+    """Serves `rows`, records the pages it hands out and when its cursor closes."""
 
-    With a `delay`, each page takes that long, like a query; without one, pages come
-    at once and the export only ever waits to send.
-    """
-
-    def __init__(self, rows: list[snippet.Row], delay: float = 0.0) -> None:
+    def __init__(self, rows: list[snippet.Row]) -> None:
         super().__init__(rows)
-        self.delay = delay
         self.fetched: list[int] = []  # the first id of each page handed out
         self.closed = False
 
     async def pages(self, size: int):
         try:
             for start in range(0, len(self.rows), size):
-                if self.delay:
-                    await asyncio.sleep(self.delay)
+                await asyncio.sleep(0)  # a real query waits for the database here
                 self.fetched.append(self.rows[start][0])
                 yield self.rows[start : start + size]
         finally:
@@ -126,29 +121,30 @@ async def test_an_empty_table_is_the_header_alone(client, use):
 # --8<-- [start:batches]
 async def test_one_chunk_per_page(running_app, use, monkeypatch):
     monkeypatch.setattr(snippet, "BATCH_SIZE", 2)
-    use(snippet.UserRepository(users(5)))
+    users_table = use(RecordingRepository(users(5)))
 
     async with open_stream(running_app, "/users/export.csv") as stream:
         chunks = [chunk.decode() async for chunk in stream.aiter_bytes()]
 
     assert [chunk.count("\r\n") for chunk in chunks] == [1, 2, 2, 1]  # header, pages
+    assert users_table.fetched == [1, 3, 5]
+    assert users_table.closed  # the download finished: the cursor is closed
 
 
 async def test_pages_are_fetched_as_the_client_reads(running_app, use, monkeypatch):
     monkeypatch.setattr(snippet, "BATCH_SIZE", 2)
-    users_table = use(RecordingRepository(users(20), delay=0.05))  # 10 pages
+    fetched_while_waiting = []
+    for chunks in [1, 2, 3, 4]:  # the chunk the app is still trying to send
+        users_table = use(RecordingRepository(users(20)))  # 10 pages
+        await hang_up_while_sending(running_app, "/users/export.csv", chunks=chunks)
+        fetched_while_waiting.append(users_table.fetched)
 
-    async with open_stream(running_app, "/users/export.csv") as stream:
-        lines = stream.aiter_lines()
-        assert await anext(lines) == "id,name,email"
-        assert stream.status_code == 200
-        assert users_table.fetched == []  # status and header left before any query
-        first_page = [await anext(lines) for _ in range(2)]
-        assert users_table.fetched == [1]  # page 2 is still being fetched
-
-    assert first_page == ["1,User 1,user1@example.com", "2,User 2,user2@example.com"]
-    assert users_table.fetched == [1]  # the client left: nothing more was fetched
-    assert users_table.closed  # and the cursor was closed
+    assert fetched_while_waiting == [
+        [],  # the header waits: no query has run
+        [1],  # page 1 waits: page 2 has not been asked for
+        [1, 3],
+        [1, 3, 5],
+    ]
 
 
 # --8<-- [end:batches]
@@ -197,51 +193,6 @@ async def test_without_the_dependency_the_cursor_stays_open(
 
 
 # --8<-- [end:closed]
-async def hang_up_while_sending(app, path: str, *, chunks: int) -> list[bytes]:
-    """Call `app` like a server whose client stops reading, then hangs up.
-
-    The `chunks`-th body chunk never leaves: the socket buffer is full, so the
-    app's `send` waits. Then the client disconnects. Returns the chunks sent.
-    """
-    sent: list[bytes] = []
-    stuck, gone = asyncio.Event(), asyncio.Event()
-    messages = iter([{"type": "http.request", "body": b"", "more_body": False}])
-
-    async def receive():
-        if message := next(messages, None):
-            return message
-        await gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message):
-        if message["type"] == "http.response.body":
-            sent.append(message["body"])
-            if len(sent) == chunks:
-                stuck.set()
-                await asyncio.Event().wait()  # until the app cancels its send
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"test")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("test", 80),
-    }
-    async with asyncio.timeout(5):
-        task = asyncio.create_task(app(scope, receive, send))
-        await stuck.wait()
-        gone.set()
-        await task
-    return sent
-
-
 # --8<-- [start:seed]
 async def test_what_the_tutorial_export_sends():
     tutorial = FastAPI()

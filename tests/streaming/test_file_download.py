@@ -83,16 +83,38 @@ async def test_an_absolute_path_to_the_secret_is_refused(client, tmp_path):
     assert "TOP SECRET" not in response.text
 
 
+async def test_a_name_that_goes_out_and_back_in_reveals_nothing(client, tmp_path):
+    (tmp_path / "elsewhere" / "deeper").mkdir(parents=True)
+    (tmp_path / "docs").symlink_to(tmp_path / "elsewhere" / "deeper")
+    back_in = "%2F..%2Ffiles%2Fhello.txt"  # then down to a file that is served
+    outside = quote(str(tmp_path), safe="")
+    probes = {  # something outside that exists -> the same name, nothing there
+        "..%2Fsecret.txt": "..%2Fnope.txt",
+        "..%2Fdocs": "..%2Fnope",  # a symbolic link outside
+        f"{outside}%2Fsecret.txt": f"{outside}%2Fnope.txt",  # absolute
+    }
+
+    for there, not_there in probes.items():
+        exists = await client.get(f"/files/{there}{back_in}")
+        missing = await client.get(f"/files/{not_there}{back_in}")
+
+        assert exists.status_code == missing.status_code == 404
+
+
 async def test_a_symlink_is_judged_by_where_it_lands(client, files, tmp_path):
     (files / "leak.txt").symlink_to(tmp_path / "secret.txt")  # points outside
     (files / "alias.txt").symlink_to(files / "hello.txt")  # points inside
+    (files / "loop.txt").symlink_to(files / "loop.txt")  # points at itself
 
     leak = await client.get("/files/leak.txt")
     alias = await client.get("/files/alias.txt")
+    loop = await client.get("/files/loop.txt")
 
     assert leak.status_code == 404
     assert "TOP SECRET" not in leak.text
     assert alias.content == b"hello, world\n"
+    assert 'filename="alias.txt"' in alias.headers["content-disposition"]
+    assert loop.status_code == 404
 
 
 # --8<-- [end:hostile-names]
@@ -119,6 +141,19 @@ async def test_a_name_cannot_add_parameters_to_the_header(client, files):
         'attachment; filename="a.txt_ filename__UTF-8__evil.exe"; '
         "filename*=utf-8''a.txt%3B%20filename%2A%3DUTF-8%27%27evil.exe"
     )
+
+
+async def test_a_name_that_is_not_utf8_on_disk_is_no_500(client, files):
+    target = os.fsdecode(b"\xff.txt")  # a byte that is not UTF-8, as Python sees it
+    (files / target).write_text("x")
+    (files / "latin1.txt").symlink_to(files / target)
+
+    response = await client.get("/files/latin1.txt")
+
+    assert response.status_code == 200
+    assert response.headers["content-disposition"] == (
+        "attachment; filename=\"latin1.txt\"; filename*=utf-8''latin1.txt"
+    )  # named as asked, not after the target
 
 
 # --8<-- [end:names]
@@ -182,6 +217,28 @@ async def test_what_a_real_client_gets_from_the_seed(files):
 
 
 # --8<-- [end:seed]
+# --8<-- [start:removed]
+async def test_a_file_removed_once_the_status_is_sent_is_a_broken_200(app, files):
+    async def remove_the_file_once_started(scope, receive, send):
+        async def send_then_remove(message):
+            await send(message)
+            if message["type"] == "http.response.start":
+                (files / "hello.txt").unlink()  # after the checks, before the read
+
+        await app(scope, receive, send_then_remove)
+
+    async with (
+        serve(remove_the_file_once_started) as url,
+        httpx.AsyncClient(base_url=url) as client,
+        client.stream("GET", "/files/hello.txt") as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-length"] == "13"
+        with pytest.raises(httpx.RemoteProtocolError):
+            await response.aread()  # the connection breaks
+
+
+# --8<-- [end:removed]
 # --8<-- [start:threads]
 async def most_threads_busy_while_streaming(app: FastAPI, path: str) -> int:
     limiter = anyio.to_thread.current_default_thread_limiter()

@@ -1,7 +1,5 @@
 import asyncio
-import logging
 import re
-from contextlib import asynccontextmanager
 from html.parser import HTMLParser
 
 import httpx
@@ -10,7 +8,8 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
 from docs_src.streaming import html_report as snippet
-from tests.harness import logged_exceptions, open_stream, serve
+from tests.harness import logged_exceptions, open_stream
+from tests.streaming.helpers import served
 
 pytestmark = pytest.mark.anyio
 SECRET = "db at 10.0.0.7 refused the connection"
@@ -32,22 +31,6 @@ def orders_fail(monkeypatch: pytest.MonkeyPatch):
         return await fetch_rows(report_id, section)
 
     monkeypatch.setattr(snippet, "fetch_rows", failing)
-
-
-@asynccontextmanager
-async def served(app, caplog: pytest.LogCaptureFixture):
-    """`serve(app)`, with uvicorn's own log captured by `caplog` too.
-
-    uvicorn's logging setup keeps its records from reaching pytest's handler, so the
-    handler is attached to its logger once the server has started.
-    """
-    uvicorn_error = logging.getLogger("uvicorn.error")
-    async with serve(app) as url:
-        uvicorn_error.addHandler(caplog.handler)
-        try:
-            yield url
-        finally:
-            uvicorn_error.removeHandler(caplog.handler)
 
 
 class Elements(HTMLParser):
@@ -111,22 +94,26 @@ async def test_the_client_picks_the_sections(client):
 # --8<-- [end:report]
 # --8<-- [start:escaping]
 SCRIPT = "<script>alert(1)</script>"
+TITLE = "</title>" + SCRIPT  # would end the title element, then run
 BREAKOUT = 'x" onmouseover="alert(1)'  # would close the attribute, add a handler
 
 
 async def test_all_data_is_escaped(client, monkeypatch):
-    monkeypatch.setitem(snippet.TITLES, 7, SCRIPT)
+    monkeypatch.setitem(snippet.TITLES, 7, TITLE)
     monkeypatch.setitem(snippet.ROWS, (7, "users"), [{BREAKOUT: SCRIPT}])
 
     response = await client.get("/reports/7?section=users")
 
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
+    escaped = "&lt;/title&gt;&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert f"<title>{escaped}</title>" in response.text
+    assert f"<h1>{escaped}</h1>" in response.text
     assert 'data-label="x&quot; onmouseover=&quot;alert(1)"' in response.text
     page = Elements(response.text)
     assert "script" not in page.tags
     assert ("data-label", BREAKOUT) in page.attributes  # one attribute, intact
     assert "onmouseover" not in dict(page.attributes)
-    assert page.text.count(SCRIPT) == 3  # shown as text: title, heading, cell
+    assert page.text.count(TITLE) == 2  # shown as text: title, heading
+    assert page.text.count(SCRIPT) == 1  # and the cell
 
 
 # --8<-- [end:escaping]
@@ -141,6 +128,27 @@ async def test_bad_input_is_answered_before_the_first_byte(client):
         invalid = await client.get(path)
         assert invalid.status_code == 422
         assert invalid.headers["content-type"] == "application/json"
+
+
+async def test_a_section_list_is_bounded(client, monkeypatch):
+    fetched = []
+    fetch_rows = snippet.fetch_rows
+
+    async def counted(report_id: int, section: snippet.Section) -> list[snippet.Row]:
+        fetched.append(section)
+        return await fetch_rows(report_id, section)
+
+    monkeypatch.setattr(snippet, "fetch_rows", counted)
+
+    def asking(times: int) -> str:
+        return "/reports/1?" + "&".join(["section=users"] * times)
+
+    flood, four, three = [await client.get(asking(n)) for n in (2000, 4, 3)]
+
+    assert flood.status_code == four.status_code == 422
+    assert flood.json()["detail"][0]["type"] == "too_long"
+    assert three.status_code == 200
+    assert fetched == ["users"] * 3  # only for the three: the others fetched nothing
 
 
 async def test_a_store_failure_before_the_first_byte_is_a_503(

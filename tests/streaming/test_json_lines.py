@@ -4,6 +4,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import httpx
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import ResponseValidationError
@@ -11,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from docs_src.streaming import json_lines as snippet
 from tests.harness import open_stream, running
+from tests.streaming.helpers import hang_up_while_sending, served
 
 pytestmark = pytest.mark.anyio
 
@@ -52,20 +54,14 @@ async def test_each_quote_is_one_json_line(client, subscriptions):
 
 # --8<-- [end:lines]
 # --8<-- [start:leave]
-async def test_a_client_that_leaves_ends_the_subscription(
-    running_app, subscriptions, monkeypatch
-):
-    monkeypatch.setattr(snippet, "DELAY", 0.05)
-
-    async with open_stream(running_app, "/quotes/ACME?count=100") as stream:
-        lines = stream.aiter_lines()
-        first_two = [json.loads(await anext(lines)) for _ in range(2)]
+async def test_a_client_that_leaves_ends_the_subscription(running_app, subscriptions):
+    path = "/quotes/ACME?count=100"
+    sent = await hang_up_while_sending(running_app, path, chunks=3)
 
     (subscription,) = subscriptions
-    assert [quote["seq"] for quote in first_two] == [1, 2]
+    assert [json.loads(line)["seq"] for line in sent] == [1, 2, 3]  # 3 never left
     assert subscription.closed  # the dependency's cleanup ran
-    await asyncio.sleep(3 * 0.05)
-    assert subscription.ticks == 2  # and nothing kept reading the feed
+    assert subscription.ticks == 3  # and nothing went on reading the feed
 
 
 # --8<-- [end:leave]
@@ -90,9 +86,9 @@ async def test_bad_input_is_a_422_before_streaming(client, subscriptions, path, 
 
 # --8<-- [end:bad-input]
 # --8<-- [start:validated]
-async def test_an_item_that_fails_validation_ends_the_stream(
-    running_app, subscriptions, monkeypatch
-):
+@pytest.fixture
+def third_tick_invalid(monkeypatch: pytest.MonkeyPatch):
+    """The feed's third tick comes back as a dict with a negative price."""
     next_tick = snippet.Subscription.next_tick
 
     async def broken_third(self):
@@ -101,11 +97,37 @@ async def test_an_item_that_fails_validation_ends_the_stream(
 
     monkeypatch.setattr(snippet.Subscription, "next_tick", broken_third)
 
-    with pytest.raises(ResponseValidationError):  # raised by the app, logged
+
+async def test_an_item_that_fails_validation_ends_the_stream(
+    running_app, subscriptions, third_tick_invalid
+):
+    with pytest.raises(ResponseValidationError):  # raised by the app
         async with open_stream(running_app, "/quotes/ACME") as stream:
             lines = [line async for line in stream.aiter_lines()]
 
     assert [json.loads(line)["seq"] for line in lines] == [1, 2]  # then the cut
+    assert subscriptions[0].closed
+
+
+async def test_a_server_logs_it_and_cuts_the_transfer(
+    app, subscriptions, third_tick_invalid, caplog
+):
+    async with (
+        served(app, caplog) as url,
+        httpx.AsyncClient(base_url=url) as client,
+        client.stream("GET", "/quotes/ACME") as response,
+    ):
+        lines = response.aiter_lines()
+        first_two = [json.loads(await anext(lines)) for _ in range(2)]
+        with pytest.raises(httpx.RemoteProtocolError):  # no proper end of the body
+            await anext(lines)
+
+    assert response.status_code == 200  # sent with the first line
+    assert [quote["seq"] for quote in first_two] == [1, 2]
+    assert [(r.name, r.message) for r in caplog.records] == [
+        ("uvicorn.error", "Exception in ASGI application\n"),
+    ]
+    assert caplog.records[0].exc_info[0] is ResponseValidationError
     assert subscriptions[0].closed
 
 
@@ -191,8 +213,9 @@ async def test_what_the_tutorial_stream_sends():
 
     assert stream.headers["content-type"] == "text/plain; charset=utf-8"
     assert body == b"data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n"
-    with pytest.raises(json.JSONDecodeError):  # no line of it is JSON
-        json.loads(body.splitlines()[0])
+    for line in body.splitlines():  # no line of it is JSON
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(line)
 
 
 # --8<-- [end:seed]

@@ -1,6 +1,7 @@
 import asyncio
 import logging
 import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -142,7 +143,45 @@ async def test_one_byte_over_is_413_and_the_partial_file_is_gone(
     assert everything_under(tmp_path) == ["data", "data/uploads"]
 
 
+async def test_a_cancelled_upload_leaves_no_partial_file(client, monkeypatch, tmp_path):
+    uploads = tmp_path / "data" / "uploads"
+    parked = asyncio.Event()
+    read = datastructures.UploadFile.read
+
+    async def park_on_the_second_read(self: UploadFile, size: int = -1) -> bytes:
+        if self.file.tell() > 0:  # one chunk is already on disk
+            parked.set()
+            await anyio.sleep_forever()
+        return await read(self, size)
+
+    monkeypatch.setattr(datastructures.UploadFile, "read", park_on_the_second_read)
+
+    async def send() -> None:
+        await client.post("/uploads", files={"file": ("a.bin", b"x" * 200_000)})
+
+    async with anyio.create_task_group() as requests:
+        requests.start_soon(send)
+        with anyio.fail_after(2):
+            await parked.wait()
+        assert [p.stat().st_size for p in uploads.iterdir()] == [snippet.CHUNK]
+        requests.cancel_scope.cancel()  # e.g. a timeout, or the server stopping
+
+    assert everything_under(tmp_path) == ["data", "data/uploads"]
+
+
 # --8<-- [end:size-limit]
+async def test_an_existing_file_is_never_overwritten(client, monkeypatch, tmp_path):
+    taken = uuid.UUID(int=1)  # an id that is already on disk
+    monkeypatch.setattr(snippet.uuid, "uuid4", lambda: taken)
+    existing = tmp_path / "data" / "uploads" / taken.hex
+    existing.write_bytes(b"another upload")
+
+    with pytest.raises(FileExistsError):  # an error, never an overwrite
+        await client.post("/uploads", files={"file": ("a.txt", b"data")})
+
+    assert existing.read_bytes() == b"another upload"
+
+
 # --8<-- [start:body-limit]
 class CountingBody:
     """A one-file multipart body sent in 64 KiB chunks, counting the bytes sent."""
@@ -178,7 +217,8 @@ async def test_an_undeclared_huge_body_is_cut_off_near_the_limit(client, tmp_pat
 
     assert response.status_code == 413
     assert response.json() == {"detail": "Content Too Large"}
-    assert body.sent < 2 * snippet.MAX_BYTES  # of the 10 MiB on offer
+    limit = snippet.MAX_BYTES + snippet.CHUNK  # the route's max_body_size
+    assert limit < body.sent <= limit + 65536  # one chunk past it, of 10 MiB
     assert everything_under(tmp_path) == ["data", "data/uploads"]
 
 
@@ -196,6 +236,26 @@ async def test_the_function_reads_chunks_once_the_body_has_arrived(client, monke
     await client.post("/uploads", content=body, headers=MULTIPART)
 
     assert reads == [(snippet.CHUNK, 4 * 65536)] * 5  # 4 chunks, then b"": done
+
+
+async def test_an_accepted_file_is_in_memory_when_the_function_runs(
+    client, monkeypatch
+):
+    on_disk: list[bool] = []  # per read: has Starlette moved the part to disk?
+    read = datastructures.UploadFile.read
+
+    async def spy(self: UploadFile, size: int = -1) -> bytes:
+        on_disk.append(self.file._rolled)  # a SpooledTemporaryFile's own flag
+        return await read(self, size)
+
+    monkeypatch.setattr(datastructures.UploadFile, "read", spy)
+    content = b"x" * snippet.MAX_BYTES  # the largest file the route accepts
+
+    response = await client.post("/uploads", files={"file": ("f.bin", content)})
+
+    assert response.status_code == 202
+    assert len(on_disk) == 17  # 16 chunks of at most 64 KiB, then b"": done
+    assert not any(on_disk)  # the whole file was in memory all along
 
 
 # --8<-- [end:body-limit]
@@ -238,6 +298,23 @@ async def test_a_failed_processing_is_logged_and_still_cleans_up(
 
     assert response.status_code == 202
     assert logged_exceptions(caplog, snippet.logger) == [RuntimeError]
+    assert everything_under(tmp_path) == ["data", "data/uploads"]
+
+
+async def test_a_hung_processing_times_out_and_still_cleans_up(
+    client, monkeypatch, caplog, tmp_path
+):
+    async def hung_process(path: anyio.Path) -> None:
+        await anyio.sleep_forever()
+
+    monkeypatch.setattr(snippet, "process", hung_process)
+    monkeypatch.setattr(snippet, "PROCESS_TIMEOUT", 0.05)
+
+    with anyio.fail_after(2):  # the client waits for the task: it must end
+        response = await client.post("/uploads", files={"file": ("a.txt", b"data")})
+
+    assert response.status_code == 202
+    assert logged_exceptions(caplog, snippet.logger) == [TimeoutError]
     assert everything_under(tmp_path) == ["data", "data/uploads"]
 
 
@@ -297,17 +374,20 @@ async def test_the_seed_writes_where_the_client_says(tmp_path, capsys):
     assert capsys.readouterr().out == f"Cleaned up: {written}\n"
 
 
-async def test_the_seed_lets_one_upload_delete_another(tmp_path, capsys):
+async def test_the_seed_lets_one_upload_overwrite_and_delete_another(tmp_path, capsys):
     (tmp_path / "tmp").mkdir()
-    seed = seed_app(tmp_path / "tmp", delay=0.2)
-    transport = httpx.ASGITransport(seed)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        alice, bob = await asyncio.gather(
-            client.post("/upload", files={"file": ("report.txt", b"alice's")}),
-            client.post("/upload", files={"file": ("report.txt", b"bob's")}),
-        )
+    async with (
+        serve(seed_app(tmp_path / "tmp", delay=0.3)) as url,  # its timers: 0.3 s
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        alice = await client.post("/upload", files={"file": ("report.txt", b"alice")})
+        bob = await client.post("/upload", files={"file": ("report.txt", b"bob")})
+        shared = anyio.Path(alice.json()["path"])
 
-    assert alice.json()["path"] == bob.json()["path"]  # one file for both
+        assert bob.json()["path"] == str(shared)  # one file for both
+        assert await shared.read_bytes() == b"bob"  # Alice's upload is gone
+    # the server has waited for both timers
+    assert not await shared.exists()
     assert capsys.readouterr().out.count("Cleaned up") == 1  # the first timer won
 
 
