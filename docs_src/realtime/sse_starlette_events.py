@@ -1,15 +1,25 @@
 from collections.abc import AsyncIterator
-from typing import Annotated
 
-from fastapi import FastAPI, Header, Request, status
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from docs_src.realtime.sse_updates import Feed, Update, lifespan  # (1)!
+from docs_src.realtime.sse_updates import (  # (1)!
+    Feed,
+    LastEventId,
+    Update,
+    invalid_input,
+    lifespan,
+)
 
 PING = 10.0  # seconds between keep-alive comments
 SEND_TIMEOUT = 30.0  # seconds a client may take to accept one event
 
-app = FastAPI(title="Server-Sent Events with sse-starlette", lifespan=lifespan)
+app = FastAPI(
+    title="Server-Sent Events with sse-starlette",
+    lifespan=lifespan,
+    exception_handlers={RequestValidationError: invalid_input},
+)
 
 
 @app.post("/updates", status_code=status.HTTP_201_CREATED)
@@ -20,10 +30,10 @@ async def publish(update: Update, request: Request) -> dict[str, int]:
 @app.get("/updates")
 async def updates(
     request: Request,
-    last_event_id: Annotated[int, Header(ge=0)] = 0,
+    last_event_id: LastEventId = "0",
 ) -> EventSourceResponse:
     feed: Feed = request.state.feed
-    events = stream(feed, min(last_event_id, feed.last_id))
+    events = stream(feed, min(int(last_event_id), feed.last_id))
     return EventSourceResponse(events, ping=PING, send_timeout=SEND_TIMEOUT)  # (2)!
 
 

@@ -4,16 +4,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Literal, TypedDict
 
-from fastapi import FastAPI, Header, Request, status
+from fastapi import Depends, FastAPI, Header, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 HISTORY = 100  # updates kept for clients that reconnect
 HEARTBEAT = 10.0  # seconds of silence before a keep-alive comment
 
 
 class Update(BaseModel):
-    service: str
+    service: str = Field(pattern=r"^[a-z0-9-]{1,40}$")  # (1)!
     status: Literal["up", "degraded", "down"]
 
 
@@ -22,7 +24,7 @@ class Feed:
 
     def __init__(self) -> None:
         self.last_id = 0
-        self.kept: deque[tuple[int, Update]] = deque(maxlen=HISTORY)  # (1)!
+        self.kept: deque[tuple[int, Update]] = deque(maxlen=HISTORY)  # (2)!
         self.listeners = 0
         self._published = asyncio.Event()
 
@@ -49,7 +51,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[State]:
     yield {"feed": Feed()}
 
 
-app = FastAPI(title="Server-Sent Events with FastAPI", lifespan=lifespan)
+async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
+    detail = [{k: e[k] for k in ("type", "loc", "msg")} for e in exc.errors()]  # (3)!
+    return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def listening(request: Request) -> AsyncIterator[Feed]:
+    feed: Feed = request.state.feed
+    feed.listeners += 1
+    try:
+        yield feed
+    finally:
+        feed.listeners -= 1  # (4)!
+
+
+LastEventId = Annotated[str, Header(pattern=r"^[0-9]{1,15}$")]  # (5)!
+app = FastAPI(
+    title="Server-Sent Events with FastAPI",
+    lifespan=lifespan,
+    exception_handlers={RequestValidationError: invalid_input},
+)
 
 
 @app.post("/updates", status_code=status.HTTP_201_CREATED)
@@ -57,23 +78,18 @@ async def publish(update: Update, request: Request) -> dict[str, int]:
     return {"id": request.state.feed.publish(update)}
 
 
-@app.get("/updates", response_class=EventSourceResponse)  # (2)!
+@app.get("/updates", response_class=EventSourceResponse)  # (6)!
 async def updates(
-    request: Request,
-    last_event_id: Annotated[int, Header(ge=0)] = 0,  # (3)!
+    feed: Annotated[Feed, Depends(listening)],
+    last_event_id: LastEventId = "0",
 ) -> AsyncIterator[ServerSentEvent]:
-    feed: Feed = request.state.feed
-    last_id = min(last_event_id, feed.last_id)  # (4)!
-    feed.listeners += 1
-    try:
-        while True:
-            try:
-                async with asyncio.timeout(HEARTBEAT):
-                    new = await feed.after(last_id)
-            except TimeoutError:
-                yield ServerSentEvent(comment="ping")  # (5)!
-                continue
-            for last_id, update in new:
-                yield ServerSentEvent(event="update", data=update, id=str(last_id))
-    finally:
-        feed.listeners -= 1  # (6)!
+    last_id = min(int(last_event_id), feed.last_id)  # (7)!
+    while True:
+        try:
+            async with asyncio.timeout(HEARTBEAT):
+                new = await feed.after(last_id)
+        except TimeoutError:
+            yield ServerSentEvent(comment="ping")  # (8)!
+            continue
+        for last_id, update in new:
+            yield ServerSentEvent(event="update", data=update, id=str(last_id))

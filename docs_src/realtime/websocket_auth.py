@@ -1,7 +1,14 @@
 import asyncio
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, WebSocket, WebSocketException, status
+from fastapi import (
+    Depends,
+    FastAPI,
+    WebSocket,
+    WebSocketDisconnect,
+    WebSocketException,
+    status,
+)
 from pydantic import BaseModel
 
 LOOKUP_DELAY = 0.05  # a database or identity-provider round trip
@@ -44,6 +51,8 @@ async def chat(websocket: WebSocket, user: WebSocketUser) -> None:
     try:
         async for text in websocket.iter_text():
             await websocket.send_text(f"{user.username}: {text}")
+    except WebSocketDisconnect:  # gone while we answered, as on the echo page
+        pass
     except KeyError:  # a binary frame, as on the echo page
         raise WebSocketException(
             status.WS_1003_UNSUPPORTED_DATA, "Send text frames"

@@ -1,6 +1,6 @@
 import logging
 
-from fastapi import FastAPI, WebSocket, WebSocketException, status
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect, WebSocketException, status
 
 logger = logging.getLogger(__name__)
 app = FastAPI(title="WebSocket echo")
@@ -13,9 +13,11 @@ async def echo(websocket: WebSocket) -> None:
     try:
         async for text in websocket.iter_text():  # (1)!
             await websocket.send_text(f"Echo: {text}")
-    except KeyError:  # (2)!
+    except WebSocketDisconnect:  # (2)!
+        pass
+    except KeyError:  # (3)!
         raise WebSocketException(
             status.WS_1003_UNSUPPORTED_DATA, "Send text frames"
         ) from None
     finally:
-        logger.info("echo: client gone")  # (3)!
+        logger.info("echo: client gone")  # (4)!

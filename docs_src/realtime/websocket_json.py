@@ -1,6 +1,6 @@
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, WebSocket, WebSocketException, status
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect, WebSocketException, status
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 MAX_MESSAGE = 4096  # characters
@@ -31,27 +31,34 @@ app = FastAPI(title="A JSON protocol over WebSocket")
 async def protocol(websocket: WebSocket) -> None:
     await websocket.accept()
     topics: set[str] = set()
-    while (frame := await websocket.receive())["type"] == "websocket.receive":  # (2)!
-        if (text := frame.get("text")) is None:
-            raise WebSocketException(status.WS_1003_UNSUPPORTED_DATA, "Send JSON text")
-        if len(text) > MAX_MESSAGE:
-            raise WebSocketException(status.WS_1009_MESSAGE_TOO_BIG, "Too long")
-        try:
-            message = Incoming.validate_json(text)  # (3)!
-        except ValidationError as error:
-            detail = error.errors(
-                include_url=False, include_context=False, include_input=False
-            )
-            await websocket.send_json({"type": "error", "detail": detail})  # (4)!
-            continue
-        reply: dict[str, Any]
-        match message:  # (5)!
-            case Ping():
-                reply = {"type": "pong"}
-            case Subscribe(topic=topic):
-                topics.add(topic)
-                reply = {"type": "subscribed", "topics": sorted(topics)}
-            case Unsubscribe(topic=topic):
-                topics.discard(topic)
-                reply = {"type": "unsubscribed", "topics": sorted(topics)}
-        await websocket.send_json(reply)
+    try:
+        while (frame := await websocket.receive())["type"] != "websocket.disconnect":
+            await websocket.send_json(answer(frame.get("text"), topics))  # (2)!
+    except WebSocketDisconnect:  # (3)!
+        pass
+
+
+def answer(text: str | None, topics: set[str]) -> dict[str, Any]:
+    if text is None:
+        raise WebSocketException(status.WS_1003_UNSUPPORTED_DATA, "Send JSON text")
+    if len(text) > MAX_MESSAGE:
+        raise WebSocketException(status.WS_1009_MESSAGE_TOO_BIG, "Too long")
+    try:
+        message = Incoming.validate_json(text)  # (4)!
+    except ValidationError as error:
+        detail = error.errors(
+            include_url=False, include_context=False, include_input=False
+        )
+        for item in detail:
+            if item["type"] == "union_tag_invalid":  # (5)!
+                item["msg"] = "Unknown message type"
+        return {"type": "error", "detail": detail}  # (6)!
+    match message:  # (7)!
+        case Ping():
+            return {"type": "pong"}
+        case Subscribe(topic=topic):
+            topics.add(topic)
+            return {"type": "subscribed", "topics": sorted(topics)}
+        case Unsubscribe(topic=topic):
+            topics.discard(topic)
+            return {"type": "unsubscribed", "topics": sorted(topics)}

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
-from fastapi.sse import EventSourceResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from docs_src.realtime import sse_progress as snippet
 from tests.harness import open_stream
@@ -45,14 +45,25 @@ async def test_events_are_sent_as_text_event_stream(client, closed):
 
 # --8<-- [end:wire]
 # --8<-- [start:leave]
-async def test_a_client_that_leaves_stops_the_work(app, closed):
+async def test_a_client_that_leaves_stops_the_work(app, closed, monkeypatch):
+    monkeypatch.setattr(snippet, "STEPS", 20)  # 1 s of work in all
+    made: list[str | None] = []  # every event the generator creates
+
+    def recorded(**fields) -> ServerSentEvent:
+        made.append(fields.get("event"))
+        return ServerSentEvent(**fields)
+
+    monkeypatch.setattr(snippet, "ServerSentEvent", recorded)
+
     async with open_stream(app, "/progress") as stream:
         (first,) = await stream.read_events(1)
-        assert first.event == "progress"
-        assert first.data == '{"step": 1, "of": 3}'
+        assert first.data == '{"step": 1, "of": 20}'
         assert closed() == 0  # still working on step 2
 
     assert closed() == 1  # the generator's `finally` ran before the request ended
+    made_by_then = len(made)
+    await asyncio.sleep(4 * snippet.DELAY)  # time for four more steps
+    assert len(made) == made_by_then < 5  # none came: the work stopped
 
 
 # --8<-- [end:leave]

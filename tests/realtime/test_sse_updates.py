@@ -123,7 +123,9 @@ async def test_only_the_last_updates_are_kept(running_app, client):
     assert [event.id for event in events] == ["3", "4", "5"]  # 2 is gone
 
 
-@pytest.mark.parametrize("last_event_id", ["abc", "-1", "1.5", ""])
+@pytest.mark.parametrize(
+    "last_event_id", ["abc", "-1", "1.5", "", "+1", "1.0", "1_000", " 1"]
+)
 async def test_a_malformed_last_event_id_is_a_422(running_app, last_event_id):
     headers = [("Last-Event-ID", last_event_id)]
     async with open_stream(running_app, "/updates", headers=headers) as stream:
@@ -147,6 +149,29 @@ async def test_an_id_this_server_never_sent_starts_at_the_live_position(
         (event,) = await stream.read_events(1)
 
     assert event.id == "3"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"NaN",
+        b"Infinity",
+        b"-Infinity",
+        b"1e309",
+        b'{"service": "\\ud800", "status": "up"}',  # a lone surrogate
+        b'{"service": "' + b"a" * 41 + b'", "status": "up"}',
+        b'{"service": "api", "status": "sideways"}',
+    ],
+)
+async def test_a_bad_update_is_a_422_that_echoes_nothing(client, feeds, body):
+    response = await client.post(
+        "/updates", content=body, headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    for error in response.json()["detail"]:
+        assert set(error) == {"type", "loc", "msg"}  # no input echoed back
+    assert feeds[0].last_id == 0  # nothing was published
 
 
 # --8<-- [end:resume]
@@ -179,8 +204,23 @@ async def test_a_client_that_leaves_is_forgotten(running_app, client, feeds):
         await stream.read_events(1)
         assert feed.listeners == 1
 
-    assert feed.listeners == 0  # the generator's `finally` ran before the request ended
+    assert feed.listeners == 0  # `listening` closed before the request ended
     await publish(client, "api", "down")  # and nothing is sent to a stream that is gone
+
+
+async def test_a_client_that_leaves_during_a_backlog_is_forgotten(
+    running_app, client, feeds
+):
+    (feed,) = feeds
+    for _ in range(3):
+        await publish(client, "api", "up")
+
+    with pytest.raises(ExceptionGroup) as raised:  # FastAPI 0.165, as shown below
+        async with open_stream(running_app, "/updates") as stream:
+            await stream.read_events(1)  # and leave with two updates still to send
+
+    assert raised.group_contains(anyio.BrokenResourceError)
+    assert feed.listeners == 0  # `listening` closed all the same
 
 
 # --8<-- [end:leave]

@@ -8,7 +8,7 @@ from httpx_ws import WebSocketDisconnect as ClosedByServer
 from httpx_ws import WebSocketUpgradeError, aconnect_ws
 
 from docs_src.realtime import websocket_auth as snippet
-from tests.harness import connect_websocket
+from tests.harness import connect_websocket, wait_until
 from tests.realtime.websocket_server import serve_websockets
 
 pytestmark = pytest.mark.anyio
@@ -75,6 +75,30 @@ async def test_a_binary_frame_is_closed_with_1003(client):
     assert closed.value.code == 1003
 
 
+async def test_a_client_that_leaves_before_its_reply_logs_no_error(caplog):
+    ended = []
+
+    async def watched(scope, receive, send) -> None:
+        try:
+            await snippet.app(scope, receive, send)
+        finally:
+            ended.append(scope["type"])
+
+    async with (
+        serve_websockets(watched) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        async with aconnect_ws(
+            "/chat", http, subprotocols=["bearer", "alice-token"]
+        ) as ws:
+            assert await ws.receive_text(timeout=1) == "Welcome alice"
+            await ws.send_text("x" * 10_000_000)  # and leave before the reply
+        await wait_until(lambda: "websocket" in ended)
+
+    # `send_text` found the client gone and raised WebSocketDisconnect: caught.
+    assert errors(caplog) == []
+
+
 # --8<-- [start:wire]
 async def test_on_the_wire_a_refusal_is_http_403_and_query_tokens_are_logged(caplog):
     caplog.set_level(logging.INFO, logger="uvicorn.error")
@@ -91,9 +115,11 @@ async def test_on_the_wire_a_refusal_is_http_403_and_query_tokens_are_logged(cap
             assert await ws.receive_text(timeout=1) == "Welcome alice"
 
     assert refused.value.response.status_code == 403  # (2)!
-    leaked, accepted = [m for m in caplog.messages if '"WebSocket /chat' in m]
+    chat = [r for r in caplog.records if "WebSocket /chat" in r.getMessage()]
+    leaked, accepted = [record.getMessage() for record in chat]
     assert leaked.endswith('"WebSocket /chat?token=alice-token" 403')  # (3)!
     assert accepted.endswith('"WebSocket /chat" [accepted]')
+    assert {record.name for record in chat} == {"uvicorn.error"}  # (4)!
     assert sum("alice-token" in message for message in caplog.messages) == 1
     assert errors(caplog) == []
 

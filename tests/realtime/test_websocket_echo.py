@@ -61,7 +61,12 @@ async def test_a_client_that_leaves_ends_the_handler_cleanly(caplog):
             vanishing.drop()  # no close frame: the network went away
         await wait_until(lambda: caplog.messages.count("echo: client gone") == 2)
 
-    assert caplog.messages.count("echo: client connected") == 2
+        async with aconnect_ws("/echo", http) as ws:
+            await ws.send_text("x" * 10_000_000)  # and leave before the echo
+        # The echo found the client gone: `send_text` raised WebSocketDisconnect.
+        await wait_until(lambda: caplog.messages.count("echo: client gone") == 3)
+
+    assert caplog.messages.count("echo: client connected") == 3
     assert errors(caplog) == []
 
 
@@ -91,14 +96,6 @@ async def test_the_seed_crashes_on_a_binary_frame(caplog):
         with pytest.raises(WebSocketNetworkError):  # no close frame: a dropped line
             await ws.receive_text(timeout=1)
 
-    print(
-        "DBG",
-        logging.getLogger().handlers,
-        [
-            (n, logging.getLogger(n).handlers, logging.getLogger(n).propagate)
-            for n in ("uvicorn", "uvicorn.error")
-        ],
-    )
     (error,) = errors(caplog)
     assert error.getMessage().startswith("Exception in ASGI application")
     assert repr(error.exc_info[1]) == "KeyError('text')"

@@ -1,3 +1,4 @@
+import asyncio
 import json
 import logging
 
@@ -10,7 +11,7 @@ from httpx_ws import WebSocketDisconnect as ClosedByServer
 
 from docs_src.realtime import websocket_json as snippet
 from tests.harness import connect_websocket
-from tests.realtime.websocket_server import serve_websockets
+from tests.realtime.websocket_server import raw_websocket, serve_websockets
 
 pytestmark = pytest.mark.anyio
 
@@ -54,6 +55,7 @@ async def test_a_bad_message_gets_an_error_and_the_connection_stays(
     client, text, error, where
 ):
     async with connect_websocket(client, "/ws") as ws:
+        await ask(ws, {"type": "subscribe", "topic": "news"})
         await ws.send_text(text)
         reply = await ws.receive_json(timeout=1)
         assert reply["type"] == "error"
@@ -61,7 +63,21 @@ async def test_a_bad_message_gets_an_error_and_the_connection_stays(
         assert (detail["type"], detail["loc"]) == (error, where)
         assert set(detail) == {"type", "loc", "msg"}  # no input echoed back
 
-        assert await ask(ws, {"type": "ping"}) == {"type": "pong"}
+        reply = await ask(ws, {"type": "subscribe", "topic": "jobs"})
+        assert reply["topics"] == ["jobs", "news"]  # the subscription survived
+
+
+@pytest.mark.parametrize("tag", ["<img src=x onerror=alert(1)>", {"a": "secret"}])
+async def test_an_unknown_type_is_not_quoted_back(client, tag):
+    async with connect_websocket(client, "/ws") as ws:
+        reply = await ask(ws, {"type": tag})
+
+    (detail,) = reply["detail"]
+    assert detail == {
+        "type": "union_tag_invalid",
+        "loc": [],
+        "msg": "Unknown message type",
+    }
 
 
 @pytest.mark.parametrize(
@@ -103,6 +119,29 @@ async def test_under_uvicorn_bad_input_logs_no_error(caplog):
                 await ws.receive_text(timeout=1)
 
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_client_gone_while_a_reply_waits_logs_no_error(caplog, monkeypatch):
+    answered = []
+    answer = snippet.answer
+    monkeypatch.setattr(snippet, "answer", lambda *a: answered.append(1) or answer(*a))
+    async with (
+        serve_websockets(snippet.app) as url,
+        raw_websocket(url, "/ws") as vanishing,  # it never reads
+    ):
+        for i in range(1000):  # replies list every topic: megabytes in all
+            await vanishing.send_text(f'{{"type": "subscribe", "topic": "{i:032}"}}')
+        while len(answered) < 1000:  # until a reply waits for the full socket
+            seen = len(answered)
+            await asyncio.sleep(0.05)
+            if len(answered) == seen:
+                break
+        vanishing.drop()
+    # uvicorn has shut down, so the handler is over: its waiting send raised
+    # WebSocketDisconnect, and the handler ended quietly.
+
+    assert len(answered) < 1000
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 # --8<-- [end:log]
