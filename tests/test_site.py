@@ -157,6 +157,7 @@ def test_highlighted_lines_fall_inside_the_included_code():
 # --- snippets -------------------------------------------------------------------
 
 
+@cache
 def imported_modules(test_file: Path) -> set[str]:
     tree = ast.parse(test_file.read_text(encoding="utf-8"))
     found = set()
@@ -169,6 +170,7 @@ def imported_modules(test_file: Path) -> set[str]:
     return found
 
 
+@cache
 def shown_in(root: Path) -> set[str]:
     """Every file that some page of this language includes, whole or in part."""
     return {
