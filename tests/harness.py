@@ -1,7 +1,7 @@
 """In-process test helpers for FastAPI apps.
 
-Every test on this site talks to its app in the same process and on the same event
-loop: no server, no port, no network. Three helpers cover what a FastAPI app speaks:
+The app under test runs in the test's own process and event loop, with no network;
+the services it calls can run on 127.0.0.1 (`serve`). Four groups of helpers:
 
 * `app_client`: an `httpx.AsyncClient` for HTTP **and**
   WebSockets, with the app's lifespan running (plain `httpx.ASGITransport` skips it).

@@ -38,12 +38,12 @@ app = FastAPI(
 @app.get("/notes/{name}")
 async def read_note(name: NoteName) -> Note:
     try:
-        content = await (NOTES_DIR / f"{name}.txt").read_text("utf-8")  # (2)!
+        data = await (NOTES_DIR / f"{name}.txt").read_bytes()  # (2)!
     except FileNotFoundError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Note not found") from None
-    return Note(content=content)
+    return Note(content=data.decode("utf-8"))
 
 
 @app.put("/notes/{name}", status_code=status.HTTP_204_NO_CONTENT)
 async def write_note(name: NoteName, note: Note) -> None:
-    await (NOTES_DIR / f"{name}.txt").write_text(note.content, "utf-8")
+    await (NOTES_DIR / f"{name}.txt").write_bytes(note.content.encode("utf-8"))

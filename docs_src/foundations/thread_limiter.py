@@ -12,8 +12,9 @@ DELAY = 1.0
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     limiter = anyio.to_thread.current_default_thread_limiter()  # (1)!
-    limiter.total_tokens = THREAD_TOKENS
+    default, limiter.total_tokens = limiter.total_tokens, THREAD_TOKENS
     yield
+    limiter.total_tokens = default
 
 
 app = FastAPI(title="Sizing the thread pool", lifespan=lifespan)

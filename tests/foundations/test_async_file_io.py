@@ -1,3 +1,6 @@
+import pathlib
+import threading
+
 import anyio
 import httpx
 import pytest
@@ -17,12 +20,31 @@ def app(monkeypatch: pytest.MonkeyPatch, tmp_path):
 
 # --8<-- [start:round-trip]
 async def test_write_then_read_a_note(client, tmp_path):
-    written = await client.put("/notes/shopping", json={"content": "牛奶, eggs"})
+    content = "牛奶, eggs\r\nbread\rtea\n"  # every kind of line end survives
+    written = await client.put("/notes/shopping", json={"content": content})
     response = await client.get("/notes/shopping")
 
     assert written.status_code == 204
-    assert response.json() == {"content": "牛奶, eggs"}
-    assert (tmp_path / "notes" / "shopping.txt").read_text("utf-8") == "牛奶, eggs"
+    assert response.json() == {"content": content}
+    assert (tmp_path / "notes" / "shopping.txt").read_bytes() == content.encode()
+
+
+async def test_the_disk_is_touched_off_the_event_loop(client, monkeypatch):
+    loop_thread, disk_threads = threading.get_ident(), []
+    for name in ("read_bytes", "write_bytes"):
+        real = getattr(pathlib.Path, name)
+
+        def spy(self, *args, _real=real):
+            disk_threads.append(threading.get_ident())
+            return _real(self, *args)
+
+        monkeypatch.setattr(pathlib.Path, name, spy)
+
+    await client.put("/notes/n", json={"content": "x"})
+    await client.get("/notes/n")
+
+    assert len(disk_threads) == 2
+    assert loop_thread not in disk_threads  # both ran in a worker thread
 
 
 async def test_a_missing_note_is_404(client):

@@ -26,7 +26,7 @@ async def test_a_blocking_call_serialises_requests_and_stalls_the_loop(client):
     assert [r.json() for r in responses] == [{"result": "done"}] * 3
     assert seconds > 2.8 * DELAY  # one at a time: 3 x DELAY
     assert ping.status_code == 200
-    assert latency > DELAY  # /ping waited behind the blocked loop
+    assert latency > 2.5 * DELAY  # /ping waited for all three
 
 
 # --8<-- [end:blocking]
@@ -47,7 +47,8 @@ async def test_offloaded_calls_run_at_once_and_the_loop_stays_free(client, path)
 # --8<-- [end:offloaded]
 # --8<-- [start:default-executor]
 async def test_the_default_executor_is_smaller_than_the_threadpool(client):
-    workers = min(32, (os.cpu_count() or 1) + 4)  # asyncio's default executor size
+    cpus = getattr(os, "process_cpu_count", os.cpu_count)() or 1  # 3.13+: usable CPUs
+    workers = min(32, cpus + 4)  # asyncio's default executor size
 
     _, fits = await run_concurrently(workers, lambda: client.get("/executor"))
     _, one_more = await run_concurrently(workers + 1, lambda: client.get("/executor"))

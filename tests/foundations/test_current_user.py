@@ -2,7 +2,7 @@ import pytest
 from fastapi import FastAPI
 
 from docs_src.foundations import current_user as snippet
-from tests.harness import app_client
+from tests.harness import app_client, run_concurrently
 
 pytestmark = pytest.mark.anyio
 ALICE = {"Authorization": "Bearer alice-token"}
@@ -87,3 +87,14 @@ async def test_the_lookup_runs_once_per_request(monkeypatch):
 
     assert response.json() == {"same": True}
     assert lookups == ["alice-token"]
+
+
+async def test_lookups_wait_together_not_one_after_another(client, monkeypatch):
+    monkeypatch.setattr(snippet, "LOOKUP_DELAY", 0.1)
+
+    responses, seconds = await run_concurrently(
+        10, lambda: client.get("/users/me", headers=ALICE)
+    )
+
+    assert {r.status_code for r in responses} == {200}
+    assert seconds < 0.5  # ten lookups of 0.1 s one after another would take 1 s

@@ -48,6 +48,15 @@ async def test_the_41st_def_request_waits_for_a_thread(client):
     assert forty_one > 1.9 * DELAY  # the 41st waited for a free thread
 
 
+async def test_the_loop_still_answers_while_41_wait_for_threads(client):
+    ping, latency = await latency_under_load(
+        lambda: client.get("/sync"), 41, lambda: client.get("/ping"), after=DELAY / 4
+    )
+
+    assert ping.json() == {"ping": "pong"}
+    assert latency < DELAY / 2  # async def routes need no thread
+
+
 # --8<-- [end:forty-threads]
 async def test_unknown_path_and_wrong_method(client):
     assert (await client.get("/nope")).status_code == 404

@@ -1,9 +1,10 @@
 import asyncio
 
+import anyio.to_thread
 import pytest
 
 from docs_src.foundations import thread_limiter as snippet
-from tests.harness import run_concurrently
+from tests.harness import app_client, run_concurrently
 
 DELAY = 0.25
 pytestmark = pytest.mark.anyio
@@ -42,6 +43,11 @@ async def test_the_pool_reports_threads_in_use(client):
 
 
 # --8<-- [end:resized]
-async def test_threadpool_is_read_only(client):
-    response = await client.post("/threadpool", json={"total": 1})
-    assert response.status_code == 405
+async def test_the_lifespan_restores_the_default_size():
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    before = limiter.total_tokens
+
+    async with app_client(snippet.app):
+        assert limiter.total_tokens == snippet.THREAD_TOKENS
+
+    assert limiter.total_tokens == before == 40
