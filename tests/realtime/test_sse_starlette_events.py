@@ -20,23 +20,6 @@ from tests.harness import client_for, open_stream, running
 pytestmark = pytest.mark.anyio
 
 
-class RecordedFeed(sse_updates.Feed):
-    """The feed the app creates, remembering every instance."""
-
-    created: list[sse_updates.Feed]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.created.append(self)
-
-
-@pytest.fixture
-def feeds(monkeypatch: pytest.MonkeyPatch) -> list[sse_updates.Feed]:
-    monkeypatch.setattr(RecordedFeed, "created", [], raising=False)
-    monkeypatch.setattr(sse_updates, "Feed", RecordedFeed)
-    return RecordedFeed.created
-
-
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch, feeds):
     monkeypatch.setattr(snippet, "PING", 5.0)  # no test here waits for one

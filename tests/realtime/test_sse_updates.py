@@ -18,23 +18,6 @@ from tests.harness import open_stream, serve, wait_until
 pytestmark = pytest.mark.anyio
 
 
-class RecordedFeed(snippet.Feed):
-    """The snippet's feed, remembering every instance the app creates."""
-
-    created: list[snippet.Feed]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.created.append(self)
-
-
-@pytest.fixture
-def feeds(monkeypatch: pytest.MonkeyPatch) -> list[snippet.Feed]:
-    monkeypatch.setattr(RecordedFeed, "created", [], raising=False)
-    monkeypatch.setattr(snippet, "Feed", RecordedFeed)
-    return RecordedFeed.created
-
-
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch, feeds):
     monkeypatch.setattr(snippet, "HISTORY", 3)
