@@ -57,12 +57,19 @@ async def running(app: ASGIApp) -> AsyncIterator[ASGIApp]:
         yield manager.app
 
 
-def client_for(app: ASGIApp) -> httpx.AsyncClient:
+def client_for(app: ASGIApp, *, raise_app_exceptions: bool = True) -> httpx.AsyncClient:
     """A client for an app already started by `running`.
 
     The transport speaks HTTP and WebSocket, so the same client serves both.
+
+    Args:
+        app: the running app.
+        raise_app_exceptions: by default an exception that escapes the app is raised
+            in the test; `False` returns the 500 response instead, as a real client
+            would receive it.
     """
-    return httpx.AsyncClient(transport=ASGIWebSocketTransport(app), base_url=BASE_URL)
+    transport = ASGIWebSocketTransport(app, raise_app_exceptions=raise_app_exceptions)
+    return httpx.AsyncClient(transport=transport, base_url=BASE_URL)
 
 
 @asynccontextmanager

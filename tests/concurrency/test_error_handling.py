@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from docs_src.concurrency import error_handling as snippet
-from tests.harness import BASE_URL, app_client, client_for
+from tests.harness import app_client, client_for
 
 pytestmark = pytest.mark.anyio
 APPLES = {"sku": "apple", "quantity": 2}
@@ -24,8 +24,7 @@ def app(monkeypatch: pytest.MonkeyPatch, upstream):
 @pytest.fixture
 async def client(running_app) -> AsyncIterator[httpx.AsyncClient]:
     """Like a real server: answer with the 500 the app sent, do not re-raise."""
-    transport = httpx.ASGITransport(running_app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+    async with client_for(running_app, raise_app_exceptions=False) as client:
         yield client
 
 
@@ -177,8 +176,7 @@ def client_for_orders(handlers: dict) -> httpx.AsyncClient:
     @app.post("/orders")
     async def place_order(order: snippet.Order) -> None: ...
 
-    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url=BASE_URL)
+    return client_for(app, raise_app_exceptions=False)
 
 
 @pytest.mark.parametrize("number", NON_FINITE)

@@ -5,7 +5,7 @@ import pytest
 from fastapi import FastAPI
 
 from docs_src.concurrency import fan_out as snippet
-from tests.harness import app_client, logged_exceptions, timed, wait_until
+from tests.harness import app_client, client_for, logged_exceptions, timed, wait_until
 
 DELAY = 0.2
 pytestmark = pytest.mark.anyio
@@ -169,8 +169,7 @@ async def test_what_the_tutorial_route_does(upstream):
     upstream.reply(PROFILE, json={"name": "alice"})
     upstream.reply(POSTS, status=404, json={"detail": "Not Found"})
     upstream.reply(COMMENTS, json=[])
-    transport = httpx.ASGITransport(tutorial)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with client_for(tutorial) as client:
         response = await client.get("/aggregate/user/7")
 
     assert response.status_code == 200  # the upstream's 404, passed off as data

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field, ValidationError
 
 from docs_src.concurrency import race as snippet
-from tests.harness import logged_exceptions, timed, wait_until
+from tests.harness import client_for, logged_exceptions, timed, wait_until
 
 FAST = 0.05  # a store that answers well within the deadline
 DEADLINE = 0.25
@@ -59,8 +59,7 @@ async def test_with_tasks_the_tutorial_passes_a_store_error_on(upstream):
     upstream.reply("/store1/42", json={"price": 12.0}, delay=SLOW)
     upstream.reply("/store2/42", json={"price": 10.5}, delay=SLOW)
     upstream.reply("/store3/42", status=500, json={"error": "store3 is down"})
-    transport = httpx.ASGITransport(tutorial)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with client_for(tutorial) as client:
         response = await client.get("/fastest-price/42")
 
     assert response.status_code == 200

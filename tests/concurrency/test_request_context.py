@@ -3,7 +3,6 @@ import logging
 import re
 from contextvars import ContextVar
 
-import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -11,7 +10,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from docs_src.concurrency import request_context as snippet
-from tests.harness import BASE_URL, app_client, timed
+from tests.harness import app_client, client_for, timed
 
 pytestmark = pytest.mark.anyio
 DELAY = 0.05
@@ -126,8 +125,7 @@ async def test_a_500_from_an_unhandled_exception_has_no_id():
     async def crash() -> None:
         raise RuntimeError("a bug")
 
-    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+    async with client_for(app, raise_app_exceptions=False) as client:
         response = await client.get("/crash", headers={"X-Request-ID": "req-0500"})
 
     assert response.status_code == 500

@@ -2,11 +2,11 @@ import pathlib
 import threading
 
 import anyio
-import httpx
 import pytest
 from fastapi import FastAPI
 
 from docs_src.foundations import async_file_io as snippet
+from tests.harness import client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -139,8 +139,7 @@ async def test_with_fastapis_default_handler_the_same_body_is_a_500():
     @bare.put("/notes/{name}", status_code=204)
     async def write_note(name: str, note: snippet.Note) -> None: ...
 
-    transport = httpx.ASGITransport(bare, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with client_for(bare, raise_app_exceptions=False) as client:
         response = await client.put(
             "/notes/n",
             content='{"content": NaN}',

@@ -1,10 +1,9 @@
 import aiohttp
-import httpx
 import pytest
 from fastapi import FastAPI, Request
 
 from docs_src.resources import api_gateway_aiohttp as snippet
-from tests.harness import app_client, timed, wait_until
+from tests.harness import app_client, client_for, timed, wait_until
 
 pytestmark = pytest.mark.anyio
 SLOW = 2.0  # far beyond TIMEOUT (0.2 s)
@@ -130,8 +129,7 @@ async def test_what_the_tutorial_gateway_does(upstream):
             users = await response.json()
         return {"users": users[:5]}
 
-    transport = httpx.ASGITransport(tutorial)  # the route's exceptions reach the test
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with client_for(tutorial) as client:  # the route's exceptions reach the test
         upstream.reply(
             "/users", status=502, text="<h1>Bad</h1>", content_type="text/html"
         )

@@ -3,12 +3,11 @@ import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 import pytest
 from fastapi import FastAPI
 
 from docs_src.resources import async_context_managers as snippet
-from tests.harness import run_concurrently
+from tests.harness import client_for, run_concurrently
 
 pytestmark = pytest.mark.anyio
 
@@ -148,8 +147,7 @@ async def test_with_fastapis_default_handler_the_same_body_is_a_500():
     @bare.post("/orders")
     async def create_order(order: snippet.Order) -> None: ...
 
-    transport = httpx.ASGITransport(bare, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with client_for(bare, raise_app_exceptions=False) as client:
         response = await client.post(
             "/orders",
             content='{"products": ["pen", NaN]}',

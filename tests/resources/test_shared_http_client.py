@@ -13,6 +13,7 @@ from starlette.routing import Route
 from docs_src.resources import shared_http_client as snippet
 from tests.harness import (
     app_client,
+    client_for,
     logged_exceptions,
     run_concurrently,
     serve,
@@ -178,8 +179,7 @@ async def test_what_the_tutorial_route_does(upstream):
             return response.json()
 
     upstream.reply("/data", status=503, json={"error": "upstream exploded"})
-    transport = httpx.ASGITransport(tutorial, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with client_for(tutorial, raise_app_exceptions=False) as client:
         error_as_data = await client.get("/io-intensive")
         upstream.reply(
             "/data", status=502, text="<h1>Bad</h1>", content_type="text/html"

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, StreamingResponse
 
 from docs_src.streaming import file_download as snippet
-from tests.harness import open_stream, serve
+from tests.harness import client_for, open_stream, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -189,8 +189,7 @@ def seed_app(data_dir: Path) -> FastAPI:
 
 async def test_the_seed_leaks_the_secret_and_lets_names_inject(files):
     (files / "a.txt; filename*=UTF-8''evil.exe").write_text("x")
-    transport = httpx.ASGITransport(seed_app(files))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    async with client_for(seed_app(files)) as client:
         leak = await client.get("/download/..%2Fsecret.txt")
         injected = await client.get("/download/a.txt; filename*=UTF-8''evil.exe")
         with pytest.raises(UnicodeEncodeError):  # header values must be Latin-1

@@ -13,7 +13,14 @@ from starlette import datastructures
 from starlette.formparsers import MultiPartParser
 
 from docs_src.streaming import upload as snippet
-from tests.harness import logged_exceptions, running, serve, timed, wait_until
+from tests.harness import (
+    client_for,
+    logged_exceptions,
+    running,
+    serve,
+    timed,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 BOUNDARY = "b0undary"
@@ -363,8 +370,7 @@ def seed_app(tmp_dir: Path, delay: float) -> FastAPI:
 async def test_the_seed_writes_where_the_client_says(tmp_path, capsys):
     (tmp_path / "tmp").mkdir()
     seed = seed_app(tmp_path / "tmp", delay=0)
-    transport = httpx.ASGITransport(seed)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    async with client_for(seed) as client:
         response = await client.post(
             "/upload", files={"file": ("../escaped.txt", b"x")}
         )
