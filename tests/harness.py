@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import httpx
@@ -158,6 +159,81 @@ async def wait_until(
         return
     msg = f"condition still false after {timeout} s"
     raise AssertionError(msg)
+
+
+async def _relay_late(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float
+) -> None:
+    """Copy reader to writer, writing each chunk `delay` seconds after it arrived."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+    async def deliver() -> None:
+        while True:
+            due, data = await queue.get()
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            if not data:
+                return
+            writer.write(data)
+            await writer.drain()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(deliver())
+            while data := await reader.read(65536):
+                queue.put_nowait((loop.time() + delay, data))
+            queue.put_nowait((loop.time() + delay, b""))
+    finally:
+        writer.close()  # one side hung up: hang up on the other, too
+
+
+@asynccontextmanager
+async def latency_proxy(url: str, delay: float) -> AsyncIterator[str]:
+    """Put a slow network between the test and the server that `url` names.
+
+    Serves a TCP proxy on 127.0.0.1 and yields `url` with its host and port
+    replaced by the proxy's. Every chunk, in each direction, arrives `delay`
+    seconds late, so a round trip costs `2 * delay`, as it does to a database
+    on another machine; a server on loopback answers too fast to show what
+    overlapping round trips buys.
+
+    Args:
+        url: a URL with a host and a port, e.g. `postgresql://user@127.0.0.1:5432/db`.
+        delay: the one-way delay, in seconds.
+    """
+    target = urlsplit(url)
+    connections: set[asyncio.Task[None]] = set()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server = (target.hostname, target.port)
+        up_reader, up_writer = await asyncio.open_connection(*server)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(_relay_late(reader, up_writer, delay))
+                group.create_task(_relay_late(up_reader, writer, delay))
+        except* (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            for stream in (up_writer, writer):
+                stream.close()
+
+    def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.create_task(relay(reader, writer))
+        connections.add(task)
+        task.add_done_callback(connections.discard)
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    host, port = server.sockets[0].getsockname()[:2]
+    credentials, _, _ = target.netloc.rpartition("@")
+    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
+    try:
+        yield urlunsplit(target._replace(netloc=netloc))
+    finally:
+        server.close()
+        for task in list(connections):
+            task.cancel()
+        await asyncio.gather(*connections, return_exceptions=True)
+        await server.wait_closed()
 
 
 @dataclass

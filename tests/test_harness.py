@@ -17,6 +17,7 @@ from httpx_ws import WebSocketDisconnect
 from tests.harness import (
     app_client,
     connect_websocket,
+    latency_proxy,
     latency_under_load,
     open_stream,
     run_concurrently,
@@ -215,3 +216,32 @@ async def test_the_fake_upstream_sees_a_client_that_gives_up(upstream):
 async def test_wait_until_fails_clearly_when_nothing_happens():
     with pytest.raises(AssertionError, match=re.escape("still false after 0.05 s")):
         await wait_until(lambda: False, timeout=0.05)
+
+
+async def test_the_latency_proxy_delays_each_way_and_keeps_the_bytes():
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1024):
+            writer.write(data)
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    host, port = server.sockets[0].getsockname()[:2]
+    try:
+        async with latency_proxy(f"tcp://user:pw@{host}:{port}/db", 0.05) as slow:
+            assert slow.startswith("tcp://user:pw@127.0.0.1:")
+            assert slow.endswith("/db")
+            assert not slow.startswith(f"tcp://user:pw@{host}:{port}/")
+            proxy_port = int(slow.rsplit(":", 1)[1].split("/")[0])
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+            started = time.perf_counter()
+            writer.write(b"ping")
+            assert await reader.readexactly(4) == b"ping"
+            round_trip = time.perf_counter() - started
+            writer.close()
+            assert await reader.read() == b""  # the proxy hung up after the server
+            await writer.wait_closed()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert 0.1 <= round_trip < 1.0  # two one-way delays of 0.05 s

@@ -1,0 +1,68 @@
+"""Fixtures shared by the Databases chapter's tests.
+
+* `sqlalchemy_url`: every SQLAlchemy test runs twice, on SQLite (a file of its own,
+  through aiosqlite) and on PostgreSQL (through asyncpg, when `DATABASE_URL` is set).
+* `postgres_url`: a throwaway database on the server `DATABASE_URL` names, emptied
+  after every test and dropped at the end of the run, so no test sees another's
+  tables or rows and nothing is left on the server.
+"""
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import URL, make_url
+
+THROWAWAY = "fastapi_async_patterns_test"
+
+
+@pytest.fixture(scope="session")
+async def _throwaway_database(database_url: str) -> AsyncIterator[URL]:
+    server = make_url(database_url).set(drivername="postgresql")
+    admin = await asyncpg.connect(server.render_as_string(hide_password=False))
+    try:
+        # A run that was killed leaves its database behind; start from nothing.
+        await admin.execute(f"DROP DATABASE IF EXISTS {THROWAWAY} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {THROWAWAY}")
+        yield server.set(database=THROWAWAY)
+        await admin.execute(f"DROP DATABASE IF EXISTS {THROWAWAY} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def postgres_url(_throwaway_database: URL) -> AsyncIterator[str]:
+    """A plain `postgresql://` URL (asyncpg's form) of an empty database.
+
+    Everything the test created is dropped afterwards, even when it failed.
+    """
+    url = _throwaway_database.render_as_string(hide_password=False)
+    yield url
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgres"))]
+)
+def sqlalchemy_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A SQLAlchemy async URL: an SQLite file, then the real PostgreSQL.
+
+    The PostgreSQL run is skipped when `DATABASE_URL` is unset, and fails instead
+    when the run requires postgres (CI).
+    """
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
+    url = make_url(request.getfixturevalue("postgres_url"))
+    return url.set(drivername="postgresql+asyncpg").render_as_string(
+        hide_password=False
+    )
+
+
+@pytest.fixture
+def backend(sqlalchemy_url: str) -> str:
+    """`"sqlite"` or `"postgresql"`: which database this run of the test uses."""
+    return make_url(sqlalchemy_url).get_backend_name()
