@@ -116,4 +116,3 @@ async def test_a_read_and_a_write_with_an_await_between_them_oversell():
 
 
 # --8<-- [end:lost-update]
-
