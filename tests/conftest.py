@@ -10,14 +10,14 @@ from starlette.types import ASGIApp
 
 from tests.harness import FakeUpstream, client_for, running, serve
 
-SERVICES = {"postgres": "DATABASE_URL", "redis": "REDIS_URL"}
+SERVICES = {"postgres": "DATABASE_URL", "redis": "REDIS_URL", "mongodb": "MONGODB_URL"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--require-services",
         default=os.environ.get("REQUIRE_SERVICES", ""),
-        help="comma-separated services (postgres,redis) whose tests must run, not skip",
+        help="comma-separated services (postgres,redis,mongodb) whose tests must run",
     )
 
 
@@ -85,6 +85,12 @@ def database_url(request: pytest.FixtureRequest) -> str:
 def redis_url(request: pytest.FixtureRequest) -> str:
     """`REDIS_URL`; the test is skipped when it is unset."""
     return _service_url(request, "redis")
+
+
+@pytest.fixture(scope="session")
+def mongodb_url(request: pytest.FixtureRequest) -> str:
+    """`MONGODB_URL`; the test is skipped when it is unset."""
+    return _service_url(request, "mongodb")
 
 
 def pytest_report_header() -> list[str]:

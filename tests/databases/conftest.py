@@ -2,11 +2,13 @@
 
 * `sqlalchemy_url`: every SQLAlchemy test runs twice, on SQLite (a file of its own,
   through aiosqlite) and on PostgreSQL (through asyncpg, when `DATABASE_URL` is set).
-* `postgres_url`: a throwaway database on the server `DATABASE_URL` names, emptied
-  after every test and dropped at the end of the run, so no test sees another's
-  tables or rows and nothing is left on the server.
+* `postgres_url`: a throwaway database of this run's own on the server
+  `DATABASE_URL` names, emptied after every test and dropped at the end of the run,
+  so no test sees another's tables or rows and nothing is left on the server.
 """
 
+import contextlib
+import os
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -19,13 +21,23 @@ THROWAWAY = "fastapi_async_patterns_test"
 @pytest.fixture(scope="session")
 async def _throwaway_database(database_url: str) -> AsyncIterator[URL]:
     server = make_url(database_url).set(drivername="postgresql")
+    own = server.set(database=f"{THROWAWAY}_{os.getpid()}")
     admin = await asyncpg.connect(server.render_as_string(hide_password=False))
     try:
-        # A run that was killed leaves its database behind; start from nothing.
-        await admin.execute(f"DROP DATABASE IF EXISTS {THROWAWAY} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {THROWAWAY}")
-        yield server.set(database=THROWAWAY)
-        await admin.execute(f"DROP DATABASE IF EXISTS {THROWAWAY} WITH (FORCE)")
+        # Runs that were killed leave their databases behind; a run that is still
+        # going keeps a connection open to its own, so DROP refuses to touch it.
+        for stale in await admin.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{THROWAWAY}_%"
+        ):
+            with contextlib.suppress(asyncpg.ObjectInUseError):
+                await admin.execute(f'DROP DATABASE "{stale["datname"]}"')
+        await admin.execute(f'CREATE DATABASE "{own.database}"')
+        in_use = await asyncpg.connect(own.render_as_string(hide_password=False))
+        try:
+            yield own
+        finally:
+            await in_use.close()
+            await admin.execute(f'DROP DATABASE "{own.database}" WITH (FORCE)')
     finally:
         await admin.close()
 
