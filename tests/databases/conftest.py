@@ -2,9 +2,10 @@
 
 * `sqlalchemy_url`: every SQLAlchemy test runs twice, on SQLite (a file of its own,
   through aiosqlite) and on PostgreSQL (through asyncpg, when `DATABASE_URL` is set).
-* `postgres_url`: a throwaway database of this run's own on the server
-  `DATABASE_URL` names, emptied after every test and dropped at the end of the run,
-  so no test sees another's tables or rows and nothing is left on the server.
+* `postgres_url`: a throwaway database of this run's own (named after its process
+  id) on the server `DATABASE_URL` names, emptied after every test and dropped at
+  the end of the run, so no test sees another's tables or rows, runs at the same
+  time keep out of each other's way, and nothing is left on the server.
 """
 
 import contextlib
@@ -24,22 +25,27 @@ async def _throwaway_database(database_url: str) -> AsyncIterator[URL]:
     own = server.set(database=f"{THROWAWAY}_{os.getpid()}")
     admin = await asyncpg.connect(server.render_as_string(hide_password=False))
     try:
-        # Runs that were killed leave their databases behind; a run that is still
-        # going keeps a connection open to its own, so DROP refuses to touch it.
-        for stale in await admin.fetch(
-            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{THROWAWAY}_%"
-        ):
-            with contextlib.suppress(asyncpg.ObjectInUseError):
-                await admin.execute(f'DROP DATABASE "{stale["datname"]}"')
+        await _drop_stale_databases(admin)
         await admin.execute(f'CREATE DATABASE "{own.database}"')
-        in_use = await asyncpg.connect(own.render_as_string(hide_password=False))
-        try:
-            yield own
-        finally:
-            await in_use.close()
-            await admin.execute(f'DROP DATABASE "{own.database}" WITH (FORCE)')
+        yield own
+        await admin.execute(f'DROP DATABASE "{own.database}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+async def _drop_stale_databases(admin: asyncpg.Connection) -> None:
+    """Drop what killed runs left behind: databases whose process has gone."""
+    for row in await admin.fetch(
+        "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{THROWAWAY}_%"
+    ):
+        pid = int(row["datname"].rpartition("_")[2])
+        try:
+            os.kill(pid, 0)  # no error: that run is still going, leave it alone
+        except ProcessLookupError:
+            with contextlib.suppress(asyncpg.ObjectInUseError):
+                await admin.execute(f'DROP DATABASE "{row["datname"]}"')
+        except PermissionError:  # another user's run, still going
+            pass
 
 
 @pytest.fixture

@@ -1,0 +1,347 @@
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from statistics import median
+from typing import Annotated
+
+import pytest
+from fastapi import Depends, FastAPI, Request
+from sqlalchemy import event, func, insert, make_url, select
+from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from docs_src.databases import parallel_queries as snippet
+from docs_src.databases.parallel_queries import Order, User
+from tests.harness import (
+    app_client,
+    client_for,
+    latency_proxy,
+    run_concurrently,
+    running,
+    timed,
+)
+
+pytestmark = pytest.mark.anyio
+USERS = ["ada", "bob", "cy"]
+ORDERS = [(1, 1250), (2, 900), (1, 4000)]  # (user_id, total_cents)
+DASHBOARD = {
+    "users": [{"id": 1, "name": "ada"}, {"id": 2, "name": "bob"}],
+    "orders": [
+        {"id": 1, "user_id": 1, "total_cents": 1250},
+        {"id": 2, "user_id": 2, "total_cents": 900},
+    ],
+    "counts": {"users": 3, "orders": 3},
+}
+
+
+async def seed(url: str) -> None:
+    """Create the tables and the rows above, through a connection of our own."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(snippet.Base.metadata.create_all)
+            await connection.execute(
+                insert(User), [{"name": n, "password_hash": "s3cret"} for n in USERS]
+            )
+            await connection.execute(
+                insert(Order), [{"user_id": u, "total_cents": t} for u, t in ORDERS]
+            )
+    finally:
+        await engine.dispose()
+
+
+class SessionSpy:
+    """Wraps `get_sessions`: records every session the app opens, and the most
+    connections it had checked out of its pool at once."""
+
+    def __init__(self) -> None:
+        self.sessions: list[AsyncSession] = []
+        self.factory: async_sessionmaker[AsyncSession] | None = None
+        self.in_use = self.max_in_use = 0
+
+    def _checkout(self, *_: object) -> None:
+        self.in_use += 1
+        self.max_in_use = max(self.max_in_use, self.in_use)
+
+    def _checkin(self, *_: object) -> None:
+        self.in_use -= 1
+
+    async def __call__(self, request: Request) -> async_sessionmaker[AsyncSession]:
+        factory = await snippet.get_sessions(request)
+        if self.factory is None:
+            self.factory = factory
+            engine = factory.kw["bind"].sync_engine
+            event.listen(engine, "checkout", self._checkout)
+            event.listen(engine, "checkin", self._checkin)
+
+        def recording() -> AsyncSession:
+            self.sessions.append(factory())
+            return self.sessions[-1]
+
+        return recording
+
+
+@pytest.fixture(autouse=True)
+def two_of_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(snippet, "LIMIT", 2)
+
+
+@pytest.fixture
+async def app(monkeypatch: pytest.MonkeyPatch, sqlalchemy_url: str) -> FastAPI:
+    await seed(sqlalchemy_url)
+    monkeypatch.setattr(snippet, "DATABASE_URL", sqlalchemy_url)
+    return snippet.app
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> SessionSpy:
+    spy = SessionSpy()
+    monkeypatch.setitem(snippet.app.dependency_overrides, snippet.get_sessions, spy)
+    return spy
+
+
+async def sequential(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """The same three queries, one after the other, in one session."""
+    async with sessions() as session:
+        await snippet.read_users(session)
+        await snippet.read_orders(session)
+        await snippet.read_counts(session)
+
+
+async def warm_up(spy: SessionSpy) -> None:
+    """Leave three connections in the pool, each having run the three queries.
+
+    Three sessions at once hold three connections; a query that finds one idle
+    in the pool does not wait for a new one to open.
+    """
+    await asyncio.gather(*(sequential(spy.factory) for _ in range(3)))
+    spy.max_in_use = 0
+
+
+# --8<-- [start:body]
+async def test_the_dashboard(client):
+    response = await client.get("/dashboard")
+
+    assert response.status_code == 200
+    assert response.json() == DASHBOARD  # no password_hash anywhere
+
+
+async def test_twenty_requests_at_once_never_fail(monkeypatch, app, spy):
+    monkeypatch.setattr(snippet, "POOL_SIZE", 6)  # fewer than 20 x 3 queries
+
+    async with app_client(app) as client:
+        responses, _ = await run_concurrently(20, lambda: client.get("/dashboard"))
+
+    assert [r.status_code for r in responses] == [200] * 20
+    assert all(r.json() == DASHBOARD for r in responses)
+    assert len(spy.sessions) == 60  # a session for each query of each request
+    assert spy.max_in_use == 6  # the others waited for a connection
+
+
+# --8<-- [end:body]
+async def test_an_empty_database_is_an_empty_dashboard(monkeypatch, sqlalchemy_url):
+    monkeypatch.setattr(snippet, "DATABASE_URL", sqlalchemy_url)  # no rows
+
+    async with app_client(snippet.app) as client:
+        response = await client.get("/dashboard")
+
+    assert response.json() == {
+        "users": [],
+        "orders": [],
+        "counts": {"users": 0, "orders": 0},
+    }
+
+
+# --8<-- [start:sessions]
+async def test_each_query_runs_in_its_own_session_at_the_same_time(client, spy):
+    await client.get("/dashboard")
+    await warm_up(spy)
+    spy.sessions.clear()
+
+    response = await client.get("/dashboard")
+
+    assert response.status_code == 200
+    assert len(spy.sessions) == 3
+    assert len({id(session) for session in spy.sessions}) == 3
+    assert spy.max_in_use == 3  # three connections checked out at once
+    assert spy.in_use == 0  # and all returned to the pool
+
+
+# --8<-- [end:sessions]
+# --8<-- [start:pool]
+async def test_a_small_pool_makes_queries_wait_then_503(monkeypatch, app, spy):
+    monkeypatch.setattr(snippet, "POOL_SIZE", 1)
+    monkeypatch.setattr(snippet, "POOL_TIMEOUT", 0.1)
+
+    async with app_client(app) as client:
+        first = await client.get("/dashboard")  # three queries, one connection
+        async with spy.factory() as other:  # someone else holds that connection
+            await other.connection()
+            busy, seconds = await timed(client.get("/dashboard"))
+        after = await client.get("/dashboard")
+
+    assert (first.status_code, first.json()) == (200, DASHBOARD)
+    assert spy.max_in_use == 1
+    assert busy.status_code == 503
+    assert busy.json() == {"detail": "Database busy, try again"}
+    assert seconds >= 0.1  # it waited POOL_TIMEOUT for a connection
+    assert (after.status_code, after.json()) == (200, DASHBOARD)
+
+
+# --8<-- [end:pool]
+# --8<-- [start:latency]
+@pytest.mark.service("postgres")
+async def test_over_a_slow_network_three_sessions_beat_one(monkeypatch, postgres_url):
+    url = make_url(postgres_url).set(drivername="postgresql+asyncpg")
+    url = url.render_as_string(hide_password=False)
+    await seed(url)
+    spy = SessionSpy()
+    monkeypatch.setitem(snippet.app.dependency_overrides, snippet.get_sessions, spy)
+
+    async def gathered_in_one_session() -> None:  # the tutorials' way, see below
+        async with spy.factory() as session:
+            await session.connection()  # so that the gather does not fail
+            await asyncio.gather(
+                snippet.read_users(session),
+                snippet.read_orders(session),
+                snippet.read_counts(session),
+            )
+
+    async with latency_proxy(url, 0.01) as slow_url:  # a round trip costs 20 ms
+        monkeypatch.setattr(snippet, "DATABASE_URL", slow_url)
+        async with app_client(snippet.app) as client:
+            await client.get("/dashboard")
+            await warm_up(spy)  # asyncpg prepares each statement once per connection
+
+            dashboard, parallel = await timed(snippet.dashboard(spy.factory))
+            _, one_by_one = await timed(sequential(spy.factory))
+            _, gathered = await timed(gathered_in_one_session())
+
+    assert dashboard.model_dump() == DASHBOARD
+    assert parallel < 0.75 * one_by_one  # measured: 3 round trips against 5
+    assert gathered > 0.9 * one_by_one  # one session: no overlap at all
+
+
+# --8<-- [end:latency]
+# --8<-- [start:sqlite]
+def aiosqlite_threads() -> int:
+    return sum("_connection_worker_thread" in t.name for t in threading.enumerate())
+
+
+async def test_on_sqlite_there_is_nothing_to_gain(monkeypatch, tmp_path, spy):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
+    await seed(url)
+    monkeypatch.setattr(snippet, "DATABASE_URL", url)
+
+    async with app_client(snippet.app) as client:
+        before = aiosqlite_threads()  # the lifespan left one connection in the pool
+        await client.get("/dashboard")
+        await warm_up(spy)
+        assert aiosqlite_threads() == before + 2  # one thread per connection
+        parallel, one_by_one = [], []
+        for _ in range(30):  # interleaved, so that a busy machine slows both
+            parallel.append((await timed(snippet.dashboard(spy.factory)))[1])
+            one_by_one.append((await timed(sequential(spy.factory)))[1])
+
+    assert median(parallel) > 0.8 * median(one_by_one)  # measured: 1.1-1.5 x slower
+
+
+async def test_on_sqlite_writers_take_turns(tmp_path):
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}")
+    ada_wrote = asyncio.Event()
+    events: list[str] = []
+
+    async def write(name: str) -> None:
+        async with engine.begin() as connection:
+            if name == "bob":
+                await ada_wrote.wait()
+            await connection.execute(insert(User).values(name=name, password_hash="x"))
+            events.append(f"{name} wrote")
+            if name == "ada":
+                ada_wrote.set()
+                await asyncio.sleep(0.05)  # bob is waiting for the file's write lock
+        events.append(f"{name} committed")
+
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(snippet.Base.metadata.create_all)
+        await asyncio.gather(write("ada"), write("bob"))
+    finally:
+        await engine.dispose()
+
+    assert events == ["ada wrote", "ada committed", "bob wrote", "bob committed"]
+
+
+# --8<-- [end:sqlite]
+# --8<-- [start:seed]
+def tutorial_app(url: str) -> FastAPI:
+    engine = create_async_engine(url)
+    AsyncSessionLocal = async_sessionmaker(engine, expire_on_commit=False)
+    opened: list[AsyncSession] = []
+
+    async def get_db() -> AsyncIterator[AsyncSession]:  # as in the tutorial
+        async with AsyncSessionLocal() as session:
+            opened.append(session)
+            try:
+                yield session
+                await session.commit()
+            except Exception:
+                await session.rollback()
+                raise
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Let the queries that gather left running finish, and close their sessions.
+        stray = [
+            task
+            for task in asyncio.all_tasks()
+            if task.get_coro().__qualname__ == "AsyncSession.execute"
+        ]
+        await asyncio.gather(*stray, return_exceptions=True)
+        for session in opened:
+            await session.close()
+        await engine.dispose()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/dashboard")
+    async def get_dashboard(db: Annotated[AsyncSession, Depends(get_db)]):
+        users_query = db.execute(select(User).limit(10))
+        orders_query = db.execute(select(Order).limit(10))
+        stats_query = db.execute(select(func.count(User.id)))
+        users, orders, stats = await asyncio.gather(
+            users_query, orders_query, stats_query
+        )
+        return {
+            "users": users.scalars().all(),
+            "orders": orders.scalars().all(),
+            "total_users": stats.scalar(),
+        }
+
+    return app
+
+
+async def test_the_tutorial_gather_on_one_session_fails(sqlalchemy_url):
+    await seed(sqlalchemy_url)
+    async with running(tutorial_app(sqlalchemy_url)) as app:
+        async with client_for(app) as client:
+            with pytest.raises(InvalidRequestError) as raised:
+                await client.get("/dashboard")
+        async with client_for(app, raise_app_exceptions=False) as client:
+            responses, _ = await run_concurrently(5, lambda: client.get("/dashboard"))
+
+    # From the second query: "This session is provisioning a new connection;
+    # concurrent operations are not permitted". Or from the rollback in get_db:
+    # IllegalStateChangeError, a subclass, "... is already in progress".
+    assert type(raised.value).__name__ in {
+        "InvalidRequestError",
+        "IllegalStateChangeError",
+    }
+    failed = [r for r in responses if r.status_code == 500]
+    assert len(failed) >= 4  # every request that needed a new connection
+    assert failed[0].text == "Internal Server Error"
+
+
+# --8<-- [end:seed]
