@@ -2,6 +2,7 @@
 
 * `sqlalchemy_url`: every SQLAlchemy test runs twice, on SQLite (a file of its own,
   through aiosqlite) and on PostgreSQL (through asyncpg, when `DATABASE_URL` is set).
+* `engines`: the SQLAlchemy engines the test module's snippet creates.
 * `postgres_url`: a throwaway database of this run's own (named after its process
   id) on the server `DATABASE_URL` names, emptied after every test and dropped at
   the end of the run, so no test sees another's tables or rows, runs at the same
@@ -11,10 +12,12 @@
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 THROWAWAY = "fastapi_async_patterns_test"
 
@@ -84,3 +87,18 @@ def sqlalchemy_url(request: pytest.FixtureRequest, tmp_path) -> str:
 def backend(sqlalchemy_url: str) -> str:
     """`"sqlite"` or `"postgresql"`: which database this run of the test uses."""
     return make_url(sqlalchemy_url).get_backend_name()
+
+
+@pytest.fixture
+def engines(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> list[AsyncEngine]:
+    """The engines the test module's `snippet` creates, for the test to watch."""
+    created: list[AsyncEngine] = []
+
+    def recording(*args: Any, **kwargs: Any) -> AsyncEngine:
+        created.append(create_async_engine(*args, **kwargs))
+        return created[-1]
+
+    monkeypatch.setattr(request.module.snippet, "create_async_engine", recording)
+    return created
