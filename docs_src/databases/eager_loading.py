@@ -17,7 +17,7 @@ from sqlalchemy.orm import (
     selectinload,
 )
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///app.db")
+DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///blog.db")
 
 
 class Base(DeclarativeBase):

@@ -12,7 +12,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///app.db")
+DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///dashboard.db")
 POOL_SIZE = 15  # (1)!
 POOL_TIMEOUT = 5.0  # seconds a query may wait for a free connection
 LIMIT = 10

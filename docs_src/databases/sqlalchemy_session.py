@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///app.db")
+DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///session.db")
 
 
 class Base(DeclarativeBase):

@@ -12,7 +12,7 @@ from tortoise.contrib.fastapi import RegisterTortoise
 from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 
-DB_URL = os.environ.get("DB_URL", "sqlite://app.db")  # (1)!
+DB_URL = os.environ.get("DB_URL", "sqlite://tortoise.db")  # (1)!
 
 
 class User(Model):
