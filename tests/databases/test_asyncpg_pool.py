@@ -14,6 +14,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from docs_src.databases import asyncpg_pool as snippet
+from tests.databases.tutorial import AsyncDatabaseSession
 from tests.harness import (
     app_client,
     client_for,
@@ -554,21 +555,6 @@ async def test_the_tutorial_pool_class_waits_for_ever_and_leaks(url, db):
 # --8<-- [end:seed-pool-class]
 # --8<-- [start:seed-session]
 async def test_the_tutorial_session_hides_the_error_and_keeps_the_write(app, pools, db):
-    class AsyncDatabaseSession:  # as the tutorial writes it, `init` fixed
-        def __init__(self, pool):
-            self.pool = pool
-            self.conn = None
-
-        async def __aenter__(self):
-            self.conn = await self.pool.acquire()
-            return self.conn
-
-        async def __aexit__(self, exc_type, exc_val, exc_tb):
-            await self.pool.release(self.conn)
-            if exc_type is not None:
-                await self.conn.rollback()
-            return False
-
     async def tutorial_write(pool: asyncpg.Pool) -> None:
         async with AsyncDatabaseSession(pool) as conn:
             await conn.execute("INSERT INTO accounts (balance) VALUES (1)")

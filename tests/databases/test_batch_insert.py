@@ -12,6 +12,7 @@ from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docs_src.databases import batch_insert as snippet
+from tests.databases.tutorial import tutorial_get_db
 from tests.harness import client_for, timed
 
 pytestmark = pytest.mark.anyio
@@ -229,14 +230,7 @@ async def test_what_the_tutorial_batch_does(engine):
         name: str
         email: str
 
-    async def get_db():  # the tutorial's session dependency
-        async with sessions() as session:
-            try:
-                yield session
-                await session.commit()
-            except Exception:
-                await session.rollback()
-                raise
+    get_db = tutorial_get_db(sessions)
 
     @tutorial.post("/users/batch")
     async def create_users_batch(users: list[UserCreate], db=Depends(get_db)):  # noqa: B008

@@ -1,5 +1,3 @@
-import csv
-import io
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Annotated, Any
@@ -29,7 +27,7 @@ from tests.harness import (
     open_stream,
     running,
 )
-from tests.streaming.helpers import hang_up_while_sending, served
+from tests.streaming.helpers import hang_up_while_sending, served, tutorial_export
 
 pytestmark = pytest.mark.anyio
 User = snippet.User
@@ -435,36 +433,13 @@ async def test_a_database_server_that_went_away_is_a_503(
 async def test_the_tutorial_export_skips_a_row(engine, sql):
     await sql(insert(User), users(150))
     sessions = async_sessionmaker(engine)
-    tutorial = FastAPI()
 
     async def fetch_users_batch(offset: int, limit: int) -> Sequence[User]:
         async with sessions() as session:  # the tutorial leaves it undefined
             query = select(User).order_by(User.id).offset(offset).limit(limit)
             return (await session.scalars(query)).all()
 
-    @tutorial.get("/export/users")
-    async def export_users():  # as widely copied
-        async def csv_stream():
-            output = io.StringIO()
-            writer = csv.writer(output)
-            writer.writerow(["ID", "Name", "Email"])
-            yield output.getvalue()
-            output.truncate(0)
-            output.seek(0)
-            offset = 0
-            batch_size = 100
-            while True:
-                users = await fetch_users_batch(offset, batch_size)
-                if not users:
-                    break
-                for user in users:
-                    writer.writerow([user.id, user.name, user.email])
-                    yield output.getvalue()
-                    output.truncate(0)
-                    output.seek(0)
-                offset += batch_size
-
-        return StreamingResponse(csv_stream(), media_type="text/csv")
+    tutorial = tutorial_export(fetch_users_batch)
 
     async def delete_user_1(chunk: int) -> None:
         if chunk == 101:  # the header, then rows 1 to 100, one chunk each

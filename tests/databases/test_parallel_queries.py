@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from docs_src.databases import parallel_queries as snippet
 from docs_src.databases.parallel_queries import Order, User
+from tests.databases.tutorial import tutorial_get_db
 from tests.harness import (
     app_client,
     client_for,
@@ -280,15 +281,11 @@ def tutorial_app(url: str) -> FastAPI:
     AsyncSessionLocal = async_sessionmaker(engine, expire_on_commit=False)
     opened: list[AsyncSession] = []
 
-    async def get_db() -> AsyncIterator[AsyncSession]:  # as in the tutorial
-        async with AsyncSessionLocal() as session:
-            opened.append(session)
-            try:
-                yield session
-                await session.commit()
-            except Exception:
-                await session.rollback()
-                raise
+    def recorded() -> AsyncSession:
+        opened.append(AsyncSessionLocal())
+        return opened[-1]
+
+    get_db = tutorial_get_db(recorded)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import sessionmaker
 
 from docs_src.databases import sqlalchemy_session as snippet
+from tests.databases.tutorial import tutorial_get_db
 from tests.harness import app_client, client_for, running
 
 pytestmark = pytest.mark.anyio
@@ -180,14 +181,7 @@ def tutorial_app(url: str, scope: Literal["function", "request"] | None) -> Fast
         engine, class_=AsyncSession, expire_on_commit=False
     )
 
-    async def get_db() -> AsyncIterator[AsyncSession]:  # as the tutorial wrote it
-        async with AsyncSessionLocal() as session:
-            try:
-                yield session
-                await session.commit()
-            except Exception:
-                await session.rollback()
-                raise
+    get_db = tutorial_get_db(AsyncSessionLocal)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -7,6 +7,7 @@ import pytest
 from fastapi import FastAPI
 
 from docs_src.resources import async_context_managers as snippet
+from tests.databases.tutorial import AsyncDatabaseSession
 from tests.harness import client_for, run_concurrently
 
 pytestmark = pytest.mark.anyio
@@ -202,21 +203,6 @@ async def test_the_tutorial_session_releases_before_it_rolls_back():
 
         async def release(self, conn: Connection) -> None:
             calls.append("release")
-
-    class AsyncDatabaseSession:  # as the tutorial writes it, `init` fixed
-        def __init__(self, pool):
-            self.pool = pool
-            self.conn = None
-
-        async def __aenter__(self):
-            self.conn = await self.pool.acquire()
-            return self.conn
-
-        async def __aexit__(self, exc_type, exc_val, exc_tb):
-            await self.pool.release(self.conn)
-            if exc_type is not None:
-                await self.conn.rollback()
-            return False
 
     with pytest.raises(RuntimeError, match="query failed"):
         async with AsyncDatabaseSession(Pool()):

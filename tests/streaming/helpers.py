@@ -1,11 +1,17 @@
-"""Helpers the streaming tests share: a client that stops reading, a logged server."""
+"""Helpers the streaming tests share: a client that stops reading, a logged server,
+and the tutorials' CSV export."""
 
 import asyncio
+import csv
+import io
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 from starlette.types import ASGIApp, Message
 
 from tests.harness import serve
@@ -75,3 +81,40 @@ async def hang_up_while_sending(app: ASGIApp, path: str, *, chunks: int) -> list
         gone.set()
         await task
     return sent
+
+
+def tutorial_export(fetch_users_batch: Callable[[int, int], Awaitable[Any]]) -> FastAPI:
+    """The CSV export the tutorials copy, reading through `fetch_users_batch`."""
+    tutorial = FastAPI()
+
+    # --8<-- [start:tutorial-export]
+    @tutorial.get("/export/users")
+    async def export_users():
+        async def csv_stream():
+            output = io.StringIO()
+            writer = csv.writer(output)
+            writer.writerow(["ID", "Name", "Email"])
+            yield output.getvalue()
+            output.truncate(0)
+            output.seek(0)
+            offset = 0
+            batch_size = 100
+            while True:
+                users = await fetch_users_batch(offset, batch_size)
+                if not users:
+                    break
+                for user in users:
+                    writer.writerow([user.id, user.name, user.email])
+                    yield output.getvalue()
+                    output.truncate(0)
+                    output.seek(0)
+                offset += batch_size
+
+        return StreamingResponse(
+            csv_stream(),
+            media_type="text/csv",
+            headers={"Content-Disposition": "attachment; filename=users.csv"},
+        )
+
+    # --8<-- [end:tutorial-export]
+    return tutorial

@@ -6,12 +6,11 @@ from types import SimpleNamespace
 from typing import Annotated
 
 import pytest
-from fastapi import Depends, FastAPI
-from fastapi.responses import StreamingResponse
+from fastapi import Depends
 
 from docs_src.streaming import csv_export as snippet
 from tests.harness import open_stream, running
-from tests.streaming.helpers import hang_up_while_sending
+from tests.streaming.helpers import hang_up_while_sending, tutorial_export
 
 pytestmark = pytest.mark.anyio
 
@@ -195,7 +194,6 @@ async def test_without_the_dependency_the_cursor_stays_open(
 # --8<-- [end:closed]
 # --8<-- [start:seed]
 async def test_what_the_tutorial_export_sends():
-    tutorial = FastAPI()
     evil = '=HYPERLINK("http://evil.invalid")'
     table = [(1, evil, "u1@example.com"), (2, "Bob", "u2@example.com")]
 
@@ -204,34 +202,7 @@ async def test_what_the_tutorial_export_sends():
             offset : offset + limit
         ]
 
-    @tutorial.get("/export/users")
-    async def export_users():  # as widely copied
-        async def csv_stream():
-            output = io.StringIO()
-            writer = csv.writer(output)
-            writer.writerow(["ID", "Name", "Email"])
-            yield output.getvalue()
-            output.truncate(0)
-            output.seek(0)
-            offset = 0
-            batch_size = 100
-            while True:
-                users = await fetch_users_batch(offset, batch_size)
-                if not users:
-                    break
-                for user in users:
-                    writer.writerow([user.id, user.name, user.email])
-                    yield output.getvalue()
-                    output.truncate(0)
-                    output.seek(0)
-                offset += batch_size
-
-        return StreamingResponse(
-            csv_stream(),
-            media_type="text/csv",
-            headers={"Content-Disposition": "attachment; filename=users.csv"},
-        )
-
+    tutorial = tutorial_export(fetch_users_batch)
     async with (
         running(tutorial) as started,
         open_stream(started, "/export/users") as stream,
