@@ -98,4 +98,8 @@ def pytest_report_header() -> list[str]:
     from importlib.metadata import version
 
     names = ["fastapi", "starlette", "pydantic", "anyio", "httpx", "uvicorn", "mkdocs"]
-    return ["tested on: " + ", ".join(f"{n} {version(n)}" for n in names)]
+    databases = ["sqlalchemy", "aiosqlite", "asyncpg", "tortoise-orm", "pymongo"]
+    return [
+        "tested on: " + ", ".join(f"{n} {version(n)}" for n in names),
+        "databases: " + ", ".join(f"{n} {version(n)}" for n in databases),
+    ]
