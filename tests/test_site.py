@@ -30,7 +30,8 @@ HL_FENCE = re.compile(
     r'^\s*```\w*[^\n]*hl_lines="([\d\s-]+)"[^\n]*\n(.*?)^\s*```', re.M | re.S
 )
 
-pytestmark = pytest.mark.site
+# Building the whole site in both languages takes seconds, more on a busy machine.
+pytestmark = [pytest.mark.site, pytest.mark.timeout(120)]
 
 
 def pages(root: Path) -> list[Path]:
