@@ -10,8 +10,11 @@ from uuid import uuid4
 import mongomock
 import pytest
 from bson import ObjectId
+from bson.errors import InvalidId
 from fastapi import FastAPI, HTTPException, Request
+from pydantic import ValidationError
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import InvalidOperation, ServerSelectionTimeoutError
 
 from docs_src.databases import mongodb as snippet
@@ -122,6 +125,18 @@ async def test_create_then_read_a_document(client, documents):
     assert unknown.json() == {"detail": "Document not found"}
 
 
+async def test_a_stored_document_without_a_title_is_a_500(running_app, documents):
+    written = await documents.insert_one({"slug": "legacy"})  # by another program
+    path = f"/documents/{written.inserted_id}"
+    async with client_for(running_app) as client:
+        with pytest.raises(ValidationError, match="title\n  Field required"):
+            await client.get(path)
+    async with client_for(running_app, raise_app_exceptions=False) as client:
+        response = await client.get(path)
+
+    assert (response.status_code, response.text) == (500, "Internal Server Error")
+
+
 async def test_a_duplicate_slug_is_a_409(client, documents):
     first = await client.post("/documents", json=NOTE)
     second = await client.post("/documents", json={**NOTE, "title": "Again"})
@@ -156,6 +171,23 @@ async def test_bad_input_is_a_422_before_the_database_is_asked(unreachable, capl
             assert response.status_code == 422, bad_id
 
     assert logged_exceptions(caplog, snippet.logger) == []  # no server was asked
+
+
+async def test_without_the_pattern_a_malformed_id_is_a_500():
+    collection = in_memory()
+    unchecked = FastAPI()
+
+    @unchecked.get("/documents/{doc_id}")
+    async def get_document(doc_id: str) -> None:  # the id converted, not checked
+        await collection.find_one({"_id": ObjectId(doc_id)})
+
+    async with client_for(unchecked) as client:
+        with pytest.raises(InvalidId, match="'abc' is not a valid ObjectId"):
+            await client.get("/documents/abc")
+    async with client_for(unchecked, raise_app_exceptions=False) as client:
+        response = await client.get("/documents/abc")
+
+    assert response.status_code == 500
 
 
 # --8<-- [end:validation]
@@ -198,6 +230,21 @@ async def test_one_client_closed_at_shutdown(monkeypatch, unreachable):
 
 
 # --8<-- [end:lifespan]
+# --8<-- [start:migration]
+async def test_the_pymongo_column_of_the_migration_table(unreachable):
+    async with snippet.connect() as client:  # `async with AsyncMongoClient(url)`
+        collection = client[snippet.DATABASE]["documents"]
+        assert isinstance(collection, AsyncCollection)
+        with pytest.raises(ValueError, match="length must be greater than 0"):
+            await collection.find({}).to_list(0)  # refused before any I/O
+        with pytest.raises(ServerSelectionTimeoutError):
+            await collection.find({}).to_list(None)  # accepted: it asked the server
+
+    with pytest.raises(InvalidOperation, match="after close"):
+        await collection.find_one({})  # leaving the block closed the client
+
+
+# --8<-- [end:migration]
 async def test_creating_the_indexes_needs_the_server(unreachable):
     with pytest.raises(ServerSelectionTimeoutError):
         await snippet.main()  # what `python -m docs_src.databases.mongodb` runs
