@@ -37,8 +37,8 @@ class UserOut(BaseModel):  # (1)!
 
 
 class NewUser(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")  # (2)!
+    email: str = Field(pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+$", max_length=254)
     password: str = Field(min_length=8, max_length=128)
 
 
@@ -54,18 +54,18 @@ class State(TypedDict):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-    engine = create_async_engine(DATABASE_URL)  # (2)!
+    engine = create_async_engine(DATABASE_URL)  # (3)!
     try:
-        async with engine.begin() as connection:  # (3)!
+        async with engine.begin() as connection:  # (4)!
             await connection.run_sync(Base.metadata.create_all)
-        yield {"sessions": async_sessionmaker(engine, expire_on_commit=False)}
+        yield {"sessions": async_sessionmaker(engine)}
     finally:
         await engine.dispose()
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     try:
-        async with request.state.sessions.begin() as session:  # (4)!
+        async with request.state.sessions.begin() as session:  # (5)!
             yield session
     except IntegrityError:  # a constraint that only failed at the commit
         raise HTTPException(
@@ -78,7 +78,7 @@ async def invalid_input(request: Request, exc: RequestValidationError) -> JSONRe
     return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-Session = Annotated[AsyncSession, Depends(get_session, scope="function")]  # (5)!
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]  # (6)!
 app = FastAPI(
     title="SQLAlchemy: a session per request",
     lifespan=lifespan,
@@ -88,11 +88,11 @@ app = FastAPI(
 
 @app.post("/users", status_code=status.HTTP_201_CREATED)
 async def create_user(new: NewUser, session: Session) -> UserOut:
-    password_hash = await anyio.to_thread.run_sync(hash_password, new.password)  # (6)!
+    password_hash = await anyio.to_thread.run_sync(hash_password, new.password)  # (7)!
     user = User(name=new.name, email=new.email, password_hash=password_hash)
     session.add(user)
     try:
-        await session.flush()  # (7)!
+        await session.flush()  # (8)!
     except IntegrityError:
         raise HTTPException(
             status.HTTP_409_CONFLICT, "Email already registered"
@@ -100,8 +100,11 @@ async def create_user(new: NewUser, session: Session) -> UserOut:
     return UserOut.model_validate(user)
 
 
+UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # (9)!
+
+
 @app.get("/users/{user_id}")
-async def read_user(user_id: Annotated[int, Path(ge=1)], session: Session) -> UserOut:
+async def read_user(user_id: UserId, session: Session) -> UserOut:
     if (user := await session.get(User, user_id)) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "User not found")
     return UserOut.model_validate(user)

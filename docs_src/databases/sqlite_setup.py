@@ -13,8 +13,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///notes.db")
+DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///notes.db")  # (1)!
 BUSY_TIMEOUT = 5.0  # seconds a writer waits for another writer to finish
+BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")  # the error codes that mean "try again"
 logger = logging.getLogger(__name__)
 
 
@@ -28,8 +29,8 @@ class Note(Base):
     text: Mapped[str] = mapped_column(String(500))
 
 
-class NewNote(BaseModel):
-    text: str = Field(min_length=1, max_length=500)
+class NewNote(BaseModel):  # (2)!
+    text: str = Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f]+$")
 
 
 class NoteOut(BaseModel):
@@ -44,19 +45,19 @@ class State(TypedDict):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-    engine = create_async_engine(DATABASE_URL)  # (1)!
+    engine = create_async_engine(DATABASE_URL)  # (3)!
 
-    @event.listens_for(engine.sync_engine, "connect")  # (2)!
+    @event.listens_for(engine.sync_engine, "connect")  # (4)!
     def configure(dbapi_connection: Any, connection_record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")  # (3)!
-        cursor.execute("PRAGMA journal_mode = WAL")  # (4)!
+        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")  # (5)!
+        cursor.execute("PRAGMA journal_mode = WAL")  # (6)!
         cursor.close()
 
     try:
         async with engine.begin() as connection:
             await connection.run_sync(Base.metadata.create_all)
-        yield {"sessions": async_sessionmaker(engine, expire_on_commit=False)}
+        yield {"sessions": async_sessionmaker(engine)}
     finally:
         await engine.dispose()
 
@@ -72,7 +73,9 @@ async def invalid_input(request: Request, exc: RequestValidationError) -> JSONRe
 
 
 async def database_busy(request: Request, exc: OperationalError) -> JSONResponse:
-    logger.warning("database unavailable: %s", exc.orig)  # (5)!
+    if not getattr(exc.orig, "sqlite_errorname", "").startswith(BUSY):  # (7)!
+        raise exc  # anything else, such as a missing table, is a bug: a 500
+    logger.warning("database busy: %s", exc.orig)  # (8)!
     return JSONResponse(
         {"detail": "Database busy, try again"},
         status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -95,7 +98,7 @@ app = FastAPI(
 async def create_note(new: NewNote, session: Session) -> NoteOut:
     note = Note(text=new.text)
     session.add(note)
-    await session.flush()  # (6)!
+    await session.flush()  # (9)!
     return NoteOut.model_validate(note)
 
 

@@ -25,13 +25,13 @@ class User(Model):
         table = "tortoise_users"
 
 
-class NewUser(BaseModel):
+class NewUser(BaseModel):  # (3)!
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100)
-    email: str = Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")
+    email: str = Field(max_length=254, pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+$")
 
 
-class UserOut(BaseModel):  # (3)!
+class UserOut(BaseModel):  # (4)!
     model_config = ConfigDict(from_attributes=True)
     id: int
     name: str
@@ -40,11 +40,11 @@ class UserOut(BaseModel):  # (3)!
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    async with RegisterTortoise(  # (4)!
+    async with RegisterTortoise(  # (5)!
         app,
         db_url=DB_URL,
-        modules={"models": [__name__]},  # (5)!
-        generate_schemas=True,  # (6)!
+        modules={"models": [__name__]},  # (6)!
+        generate_schemas=True,  # (7)!
     ):
         yield
 
@@ -59,7 +59,7 @@ app = FastAPI(
     lifespan=lifespan,
     exception_handlers={RequestValidationError: invalid_input},
 )
-UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # (7)!
+UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # (8)!
 
 
 @app.get("/tortoise-users/{user_id}")
@@ -73,7 +73,7 @@ async def read_user(user_id: UserId) -> UserOut:
 async def create_user(new: NewUser) -> UserOut:
     try:
         user = await User.create(**new.model_dump())
-    except IntegrityError:  # (8)!
+    except IntegrityError:  # (9)!
         raise HTTPException(
             status.HTTP_409_CONFLICT, "Email already registered"
         ) from None

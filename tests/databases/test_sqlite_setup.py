@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from docs_src.databases import sqlite_setup as snippet
-from tests.harness import app_client, run_concurrently, timed
+from tests.harness import app_client, client_for, run_concurrently, running, timed
 
 pytestmark = pytest.mark.anyio
 NOTE = {"text": "buy milk"}
@@ -51,11 +51,14 @@ async def value(connection: aiosqlite.Connection, sql: str) -> object:
 
 async def test_notes_are_written_and_listed_and_bad_bodies_refused(client):
     created = await client.post("/notes", json=NOTE)
+    lines = await client.post("/notes", json={"text": "milk\n\teggs"})
     listed = await client.get("/notes")
 
     assert (created.status_code, created.json()) == (201, {"id": 1, **NOTE})
-    assert (listed.status_code, listed.json()) == (200, [{"id": 1, **NOTE}])
-    for bad in [{"text": ""}, {"text": "x" * 501}, {}, {"text": None}]:
+    assert lines.status_code == 201  # tab and newline are fine
+    assert (listed.status_code, listed.json()[0]) == (200, {"id": 1, **NOTE})
+    bad_bodies = [{"text": ""}, {"text": "x" * 501}, {}, {"text": None}]
+    for bad in [*bad_bodies, {"text": "a\x00b"}, {"text": "\x1b[2J"}]:
         response = await client.post("/notes", json=bad)
         assert response.status_code == 422, bad
         assert all("input" not in error for error in response.json()["detail"])
@@ -96,6 +99,20 @@ async def test_a_writer_that_cannot_wait_gets_a_503(monkeypatch, app, other, cap
     assert later.status_code == 201
 
 
+async def test_other_database_errors_are_not_disguised_as_busy(app, other, caplog):
+    async with running(app) as started:
+        await other.execute("DROP TABLE notes")  # a bug, not a busy database
+        async with client_for(started, raise_app_exceptions=False) as client:
+            response = await client.post("/notes", json=NOTE)
+        async with client_for(started) as client:
+            with pytest.raises(OperationalError, match="no such table: notes"):
+                await client.post("/notes", json=NOTE)  # reaches the server's log
+
+    assert (response.status_code, response.text) == (500, "Internal Server Error")
+    assert "retry-after" not in response.headers
+    assert "busy" not in caplog.text
+
+
 async def test_with_a_busy_timeout_the_writer_waits_its_turn(client, other):
     await other.execute("BEGIN IMMEDIATE")
     await other.execute("INSERT INTO notes (text) VALUES ('theirs')")
@@ -117,11 +134,13 @@ async def test_with_a_busy_timeout_the_writer_waits_its_turn(client, other):
 async def test_one_writer_at_a_time(monkeypatch, app, busy_timeout, all_created):
     monkeypatch.setattr(snippet, "BUSY_TIMEOUT", busy_timeout)
     async with app_client(app) as client:
-        responses, _ = await run_concurrently(
-            10, lambda: client.post("/notes", json=NOTE)
+        results, seconds = await run_concurrently(
+            10, lambda: timed(client.post("/notes", json=NOTE))
         )
         stored = (await client.get("/notes")).json()
 
+    responses, durations = zip(*results, strict=True)
+    assert sum(durations) > 1.5 * seconds  # they overlapped: they ran at once
     statuses = [r.status_code for r in responses]
     assert set(statuses) <= {201, 503}
     assert (503 not in statuses) is all_created

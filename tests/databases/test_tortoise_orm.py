@@ -125,6 +125,9 @@ async def test_bad_bodies_are_422_without_echoing_them(client, db_url):
         {**ANN, "name": ""},
         {**ANN, "name": "x" * 101},
         {**ANN, "email": "not-an-email"},
+        {**ANN, "name": "A\x00B"},  # a NUL byte: PostgreSQL cannot store it
+        {**ANN, "name": "Ann\x1b[31m"},  # other control characters
+        {**ANN, "email": "ann\x00@example.com"},
         [ANN],
         "Ann",
     ]
@@ -134,6 +137,17 @@ async def test_bad_bodies_are_422_without_echoing_them(client, db_url):
         assert response.status_code == 422, body
         assert all(set(e) == {"type", "loc", "msg"} for e in response.json()["detail"])
     assert await stored_users(db_url) == []
+
+
+async def test_without_the_checks_the_driver_fails(client, backend):
+    """What the id's upper bound and the name's pattern keep from the driver."""
+    big = 2**31 if backend == "postgresql" else 2**63
+    # asyncpg: "value out of int32 range"; sqlite3: "Python int too large"
+    with pytest.raises((OperationalError, OverflowError), match=r"int32|too large"):
+        await snippet.User.get_or_none(id=big)
+    if backend == "postgresql":  # PostgreSQL text cannot hold a NUL byte
+        with pytest.raises(OperationalError, match="0x00"):
+            await snippet.User.create(name="A\x00B", email="a@b")
 
 
 # --8<-- [start:lifecycle]
