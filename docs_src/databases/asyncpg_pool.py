@@ -2,19 +2,17 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, TypedDict
+from typing import Annotated, Self, TypedDict
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 # --8<-- [start:config]
-DATABASE_URL = os.environ.get(
-    "DATABASE_URL", "postgresql://postgres@localhost/postgres"
-)
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://localhost/app")
 MIN_SIZE = 2  # connections opened at startup
 MAX_SIZE = 10  # connections this process may hold; see "Pool sizing"
 ACQUIRE_TIMEOUT = 2.0  # seconds to wait for a free connection
@@ -71,11 +69,18 @@ async def get_connection(request: Request) -> AsyncIterator[PoolConnectionProxy]
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "Database timeout"
         ) from None
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):  # (6)!
+        logger.warning("lost the database connection", exc_info=True)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "Database unavailable"
+        ) from None
     finally:
-        await pool.release(connection)  # (6)!
+        await pool.release(connection)  # (7)!
 
 
-Connection = Annotated[PoolConnectionProxy, Depends(get_connection)]
+Connection = Annotated[
+    PoolConnectionProxy, Depends(get_connection, scope="function")  # (8)!
+]
 # --8<-- [end:pool]
 
 
@@ -128,6 +133,12 @@ class Transfer(BaseModel):
     target: Id
     amount: int = Field(gt=0, le=1_000_000)
 
+    @model_validator(mode="after")
+    def two_accounts(self) -> Self:  # (1)!
+        if self.source == self.target:
+            raise ValueError("source and target must differ")
+        return self
+
 
 class Account(BaseModel):
     id: int
@@ -140,15 +151,15 @@ MOVE = "UPDATE accounts SET balance = balance + $2 WHERE id = $1 RETURNING id, b
 
 @app.post("/transfers", status_code=status.HTTP_201_CREATED)
 async def transfer(move: Transfer, connection: Connection) -> list[Account]:
-    async with connection.transaction():  # (1)!
-        await connection.execute(LOCK, [move.source, move.target])  # (2)!
+    async with connection.transaction():  # (2)!
+        await connection.execute(LOCK, [move.source, move.target])  # (3)!
         source = await connection.fetchrow(MOVE, move.source, -move.amount)
         if source is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "Account not found")
         if source["balance"] < 0:
             raise HTTPException(status.HTTP_409_CONFLICT, "Insufficient funds")
         target = await connection.fetchrow(MOVE, move.target, move.amount)
-        if target is None:  # (3)!
+        if target is None:  # (4)!
             raise HTTPException(status.HTTP_404_NOT_FOUND, "Account not found")
     return [Account(**source), Account(**target)]
 

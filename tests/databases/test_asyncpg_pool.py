@@ -2,16 +2,18 @@ import asyncio
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import sqlalchemy.exc
 from fastapi import Depends, FastAPI, HTTPException
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docs_src.databases import asyncpg_pool as snippet
 from tests.databases.tutorial import AsyncDatabaseSession
@@ -85,6 +87,17 @@ async def app_connections(db: asyncpg.Connection) -> int:
     return await db.fetchval(query, APP_NAME)
 
 
+async def until_app_waits_for_a_lock(db: asyncpg.Connection) -> None:
+    """Wait (2 s at most) until one of the app's queries waits for a row lock."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE application_name = $1 AND wait_event_type = 'Lock'"
+    )
+    async with asyncio.timeout(2):
+        while not await db.fetchval(query, APP_NAME):  # noqa: ASYNC110 (polls)
+            await asyncio.sleep(0.01)
+
+
 async def until_app_connections(db: asyncpg.Connection, count: int) -> None:
     """Wait (2 s at most) until the app has `count` connections: the server ends
     a connection a moment after the client closed it."""
@@ -113,12 +126,12 @@ async def test_reads_return_the_public_columns_only(client, db):
     assert (missing.status_code, missing.json()) == (404, {"detail": "User not found"})
 
 
-async def test_bad_input_is_a_422_before_any_query(client, db):
+async def test_bad_input_is_a_422_not_a_driver_error(client, db):
     for path in ["/users?limit=101", "/users?limit=0", "/users/0", "/users/2147483648"]:
         response = await client.get(path)
 
         assert response.status_code == 422
-    with pytest.raises(asyncpg.DataError, match="out of int32 range"):
+    with pytest.raises(asyncpg.DataError, match="out of int32 range"):  # a 500
         await db.fetchval("SELECT name FROM users WHERE id = $1", 2**31)
 
 
@@ -162,6 +175,24 @@ async def test_an_invalid_transfer_is_a_422_that_echoes_nothing(client, db):
     assert "NaN" not in response.text
 
 
+async def test_a_transfer_to_the_same_account_is_a_422(client, db):
+    await db.execute("INSERT INTO accounts (balance) VALUES (100)")
+
+    response = await client.post("/transfers", json=transfer(1, 1, 5))
+
+    assert (response.status_code, response.json()["detail"]) == (
+        422,
+        [
+            {
+                "type": "value_error",
+                "loc": ["body"],
+                "msg": "Value error, source and target must differ",
+            }
+        ],
+    )
+    assert await balances(db) == [100]
+
+
 # --8<-- [start:one-pool]
 async def test_one_pool_for_all_requests_closed_at_shutdown(app, pools, db):
     async with app_client(app) as client:
@@ -188,22 +219,45 @@ async def test_an_unreachable_database_stops_the_app_at_startup(monkeypatch):
 
 
 # --8<-- [start:released]
-async def test_every_request_gives_its_connection_back(client, pools, db):
-    await db.execute("INSERT INTO accounts (balance) VALUES (10), (0)")
-    [(pool, _)] = pools
-    requests = [
+def noting_idle(app: ASGIApp, pool: asyncpg.Pool, idle: list[bool]) -> ASGIApp:
+    """`app`, noting in `idle` whether every connection is back in the pool at
+    the moment each response starts."""
+
+    async def app_noting_idle(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_noting_idle(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                idle.append(pool.get_idle_size() == pool.get_size())
+            await send(message)
+
+        await app(scope, receive, send_noting_idle)
+
+    return app_noting_idle
+
+
+async def test_every_request_gives_its_connection_back_before_responding(
+    app, pools, db
+):
+    idle: list[bool] = []
+    async with running(app) as started:
+        [(pool, _)] = pools
+        async with client_for(noting_idle(started, pool, idle)) as client:
+            await db.execute("INSERT INTO accounts (balance) VALUES (10), (0)")
+            statuses = [(await request).status_code for request in each_outcome(client)]
+
+    assert statuses == [200, 404, 201, 409, 404, 422, 422]
+    assert idle == [True] * 7  # back in the pool when the response started
+
+
+def each_outcome(client: httpx.AsyncClient) -> list[Awaitable[httpx.Response]]:
+    return [
         client.get("/users"),
         client.get("/users/1"),  # 404
         client.post("/transfers", json=transfer(1, 2, 5)),
         client.post("/transfers", json=transfer(1, 2, 50)),  # 409
         client.post("/transfers", json=transfer(1, 3, 1)),  # 404 after an UPDATE
         client.get("/users?limit=1000"),  # 422
+        client.post("/transfers", json=transfer(2, 2, 1)),  # 422
     ]
-
-    statuses = [(await request).status_code for request in requests]
-
-    assert statuses == [200, 404, 201, 409, 404, 422]
-    assert pool.get_idle_size() == pool.get_size()  # every connection is back
 
 
 # --8<-- [end:released]
@@ -259,6 +313,42 @@ async def test_opposite_transfers_at_once_do_not_deadlock(client, db):
 
     assert [r.status_code for r in responses] == [201] * 40
     assert await balances(db) == [1000, 1000]
+
+
+async def test_without_the_lock_opposite_transfers_deadlock(monkeypatch, app, url, db):
+    monkeypatch.setattr(snippet, "LOCK", "SELECT $1::integer[]")  # locks nothing
+    # PostgreSQL looks for deadlocks after 1 s by default: 50 ms keeps the test short.
+    monkeypatch.setattr(snippet, "DATABASE_URL", f"{url}&deadlock_timeout=50")
+    errors: list[Exception] = []  # what escaped the app
+    async with (
+        running(app) as started,
+        client_for(raising(started, errors), raise_app_exceptions=False) as client,
+    ):
+        await db.execute("INSERT INTO accounts (balance) VALUES (1000), (1000)")
+        responses = await asyncio.gather(
+            *(client.post("/transfers", json=transfer(1, 2, 1)) for _ in range(20)),
+            *(client.post("/transfers", json=transfer(2, 1, 1)) for _ in range(20)),
+        )
+
+    statuses = [r.status_code for r in responses]
+    assert 500 in statuses
+    assert set(statuses) == {201, 500}
+    assert len(errors) == statuses.count(500)
+    assert all(isinstance(e, asyncpg.DeadlockDetectedError) for e in errors)
+    assert sum(await balances(db)) == 2000  # the aborted transfers rolled back
+
+
+def raising(app: ASGIApp, errors: list[Exception]) -> ASGIApp:
+    """`app`, noting in `errors` each exception that escapes it."""
+
+    async def app_noting_errors(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await app(scope, receive, send)
+        except Exception as error:
+            errors.append(error)
+            raise
+
+    return app_noting_errors
 
 
 # --8<-- [end:deadlock]
@@ -333,11 +423,34 @@ async def test_a_lost_database_is_a_503_and_the_cause_is_logged(
     assert ConnectionRefusedError in logged_exceptions(caplog, snippet.logger)
 
 
+async def test_a_connection_lost_mid_query_is_a_503(monkeypatch, app, url, db, caplog):
+    async with AsyncExitStack() as network:
+        proxied = await network.enter_async_context(latency_proxy(url, delay=0))
+        monkeypatch.setattr(snippet, "DATABASE_URL", proxied)
+        async with app_client(app) as client:
+            await db.execute("INSERT INTO accounts (balance) VALUES (100), (0)")
+            async with db.transaction():
+                await db.execute("SELECT FROM accounts WHERE id = 1 FOR UPDATE")
+                stuck = asyncio.create_task(
+                    client.post("/transfers", json=transfer(1, 2, 30))
+                )
+                await until_app_waits_for_a_lock(db)  # the transfer's LOCK query
+                await network.aclose()  # the network goes down mid-query
+                lost = await stuck
+
+    assert (lost.status_code, lost.json()) == (503, {"detail": "Database unavailable"})
+    [error] = [r.exc_info[1] for r in caplog.records if r.name == snippet.__name__]
+    assert isinstance(error, asyncpg.InterfaceError)  # from the transaction's ROLLBACK
+    assert isinstance(error.__context__, asyncpg.ConnectionDoesNotExistError)
+    await until_app_connections(db, 0)
+    assert await balances(db) == [100, 0]  # the server rolled the transfer back
+
+
 # --- pool sizing --------------------------------------------------------------
 
 
 # --8<-- [start:budget]
-async def test_the_snippets_defaults_fit_the_servers_budget(db):
+async def test_the_pages_budget_on_a_stock_server(db):
     settings = dict(
         await db.fetch(
             "SELECT name, setting::integer FROM pg_settings WHERE name IN"
@@ -345,10 +458,20 @@ async def test_the_snippets_defaults_fit_the_servers_budget(db):
             " 'reserved_connections')"  # PostgreSQL 16 added the last one
         )
     )
-    budget = settings.pop("max_connections") - sum(settings.values())
+    max_connections = settings.pop("max_connections")
+    reserved = sum(settings.values())
+    if (max_connections, reserved) != (100, 3):
+        pytest.skip(
+            "the page's numbers are for a stock server (max_connections = 100,"
+            f" 3 reserved); this one has {max_connections}, {reserved} reserved"
+        )
+    budget = max_connections - reserved
+    per_instance = 4 * snippet.MAX_SIZE  # `--workers 4`, MAX_SIZE each
 
-    workers = budget // snippet.MAX_SIZE  # at most, across all instances
-    assert workers >= 4  # room for `--workers 4` (a stock server: 97 // 10 = 9)
+    assert budget == 97
+    assert budget // snippet.MAX_SIZE == 9  # worker processes, all instances
+    assert (2 * per_instance, budget - 2 * per_instance) == (80, 17)  # fits
+    assert 3 * per_instance == 120 > budget  # a third instance does not
 
 
 # --8<-- [end:budget]
