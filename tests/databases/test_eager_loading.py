@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from docs_src.databases import eager_loading as snippet
 from docs_src.databases.eager_loading import Comment, Post, PostOut, User
+from tests.databases.rows import create_rows
 from tests.harness import client_for, running
 
 pytestmark = pytest.mark.anyio
@@ -36,22 +37,13 @@ COMMENTS = [(1, 2, "Nice"), (2, 1, "Thanks"), (2, 3, "+1"), (1, 3, "Agreed")]
 
 async def seed(url: str) -> None:
     """Three authors, three posts, and comments on the first two."""
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(snippet.Base.metadata.create_all)
-            await connection.execute(
-                insert(User), [{"name": n, "password_hash": "s3cret"} for n in USERS]
-            )
-            await connection.execute(
-                insert(Post), [{"title": t, "author_id": a} for t, a in POSTS]
-            )
-            await connection.execute(
-                insert(Comment),
-                [{"post_id": p, "author_id": a, "body": b} for p, a, b in COMMENTS],
-            )
-    finally:
-        await engine.dispose()
+    await create_rows(
+        url,
+        snippet.Base.metadata,
+        (User, [{"name": n, "password_hash": "s3cret"} for n in USERS]),
+        (Post, [{"title": t, "author_id": a} for t, a in POSTS]),
+        (Comment, [{"post_id": p, "author_id": a, "body": b} for p, a, b in COMMENTS]),
+    )
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from docs_src.databases import parallel_queries as snippet
 from docs_src.databases.parallel_queries import Counts, Order, User
+from tests.databases.rows import create_rows
 from tests.databases.tutorial import tutorial_get_db
 from tests.harness import (
     app_client,
@@ -40,18 +41,12 @@ DASHBOARD = {
 
 async def seed(url: str) -> None:
     """Create the tables and the rows above, through a connection of our own."""
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(snippet.Base.metadata.create_all)
-            await connection.execute(
-                insert(User), [{"name": n, "password_hash": "s3cret"} for n in USERS]
-            )
-            await connection.execute(
-                insert(Order), [{"user_id": u, "total_cents": t} for u, t in ORDERS]
-            )
-    finally:
-        await engine.dispose()
+    await create_rows(
+        url,
+        snippet.Base.metadata,
+        (User, [{"name": n, "password_hash": "s3cret"} for n in USERS]),
+        (Order, [{"user_id": u, "total_cents": t} for u, t in ORDERS]),
+    )
 
 
 class SessionSpy:
