@@ -1,5 +1,6 @@
 import hashlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
@@ -68,6 +69,22 @@ async def test_unknown_and_invalid_ids(client):
         response = await client.get(f"/users/{bad_id}")
         assert response.status_code == 422, bad_id
         assert response.json()["detail"][0]["loc"] == ["path", "user_id"]
+
+
+async def test_the_password_is_hashed_in_a_worker_thread(monkeypatch, client):
+    threads: list[int] = []
+    real_hash = snippet.hash_password
+
+    def recording(password: str) -> str:
+        threads.append(threading.get_ident())
+        return real_hash(password)
+
+    monkeypatch.setattr(snippet, "hash_password", recording)
+    response = await client.post("/users", json=ALICE)
+
+    assert response.status_code == 201
+    assert len(threads) == 1
+    assert threads[0] != threading.get_ident()  # not the event loop's thread
 
 
 # --8<-- [end:create]
